@@ -1,0 +1,112 @@
+"""Every configuration key of the app, with its default, in one place.
+
+Each key can be set in ``create_app(test_config)``, in ``instance/config.py``
+or from the environment with a ``FLASK_`` prefix (``FLASK_ACTIVITY_TIMEZONE``),
+in that order of precedence (environment wins over the instance file, the test
+config wins over both). Environment values are parsed as JSON when they can be,
+so ``FLASK_ACTIVITY_BACKGROUND_TASKS=false`` is the boolean ``False``.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # Path of the SQLite database file; None means instance/activity.sqlite3.
+    "DATABASE": None,
+    # Flask secret; None means one generated once and kept in instance/secret_key.
+    "SECRET_KEY": None,
+    # IANA time zone in which days are counted (summaries, ranges, schedules).
+    "ACTIVITY_TIMEZONE": "UTC",
+    # Minutes a user counts as online after each request (peak concurrency).
+    "ACTIVITY_IDLE_MINUTES": 5,
+    # Days of raw user_activity_log kept (only days with a final summary are purged).
+    "ACTIVITY_RETENTION_DAYS": 90,
+    # Days of activity_summary_daily rows kept.
+    "ACTIVITY_SUMMARY_RETENTION_DAYS": 730,
+    # Days of audit_log rows kept.
+    "ACTIVITY_AUDIT_RETENTION_DAYS": 365,
+    # Rows deleted per statement by the retention purge (keeps writer locks short).
+    "ACTIVITY_PURGE_BATCH_SIZE": 5000,
+    # Run the background scheduler in this process (false in tests and CLI).
+    "ACTIVITY_BACKGROUND_TASKS": False,
+    # Write one user_activity_log row per authenticated request.
+    "ACTIVITY_TRACKING_ENABLED": True,
+    # Path prefixes never tracked, in addition to /static/ and health probes.
+    "ACTIVITY_TRACKING_EXCLUDE_PATHS": ["/favicon.ico"],
+    # Redis URL shared by cache, rate limiter and leader lock unless each is set.
+    "ACTIVITY_REDIS_URL": None,
+    # Trends cache backend: memory:// or redis://host:port/db (None: Redis URL or memory).
+    "ACTIVITY_CACHE_URL": None,
+    # Seconds a cached trends answer lives (bounds memory, not correctness).
+    "ACTIVITY_CACHE_TTL": 3600,
+    # Maximum number of entries in the in-process cache.
+    "ACTIVITY_CACHE_MAX_ENTRIES": 100,
+    # Maximum bytes of cached payloads in the in-process cache.
+    "ACTIVITY_CACHE_MAX_BYTES": 64 * 1024 * 1024,
+    # Key prefix for everything this app stores in Redis.
+    "ACTIVITY_REDIS_PREFIX": "activity:",
+    # Flask-Limiter limit per user on /trends and on /export, each separately.
+    "ACTIVITY_RATE_LIMIT": "100 per minute",
+    # Rate-limit storage: memory:// or redis://… (None: Redis URL or memory).
+    "ACTIVITY_RATELIMIT_STORAGE_URL": None,
+    # Longest range in days that /trends and /export accept.
+    "ACTIVITY_MAX_RANGE_DAYS": 730,
+    # Number of proxies in front of the app whose X-Forwarded-For is trusted (0: none).
+    "ACTIVITY_TRUSTED_PROXIES": 0,
+    # Requests slower than this (ms) log a warning, per endpoint.
+    "ACTIVITY_SLOW_MS": {"trends": 2000, "export": 5000, "default": 2000},
+    # Leader lock for background jobs: None means a flock file (or Redis when ACTIVITY_REDIS_URL).
+    "ACTIVITY_LEADER_LOCK_URL": None,
+    # Hours a login session lasts.
+    "SESSION_LIFETIME_HOURS": 8,
+    # Send the session cookie only over HTTPS.
+    "SESSION_COOKIE_SECURE": False,
+    # Name of the session cookie.
+    "SESSION_COOKIE_NAME": "am_session",
+    # Failed logins in a row that lock an account.
+    "LOGIN_MAX_FAILED_ATTEMPTS": 5,
+    # Minutes an account stays locked after too many failed logins.
+    "LOGIN_LOCK_MINUTES": 15,
+}
+
+
+class ConfigError(ValueError):
+    """Raised at start-up when a configuration value cannot work."""
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Check the values that would otherwise fail on the first request."""
+    try:
+        zoneinfo.ZoneInfo(str(config["ACTIVITY_TIMEZONE"]))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"ACTIVITY_TIMEZONE={config['ACTIVITY_TIMEZONE']!r} is not an IANA time zone "
+            "name such as 'UTC' or 'Europe/Berlin'."
+        ) from exc
+    for key in (
+        "ACTIVITY_IDLE_MINUTES",
+        "ACTIVITY_RETENTION_DAYS",
+        "ACTIVITY_SUMMARY_RETENTION_DAYS",
+        "ACTIVITY_AUDIT_RETENTION_DAYS",
+        "ACTIVITY_PURGE_BATCH_SIZE",
+        "ACTIVITY_CACHE_TTL",
+        "ACTIVITY_CACHE_MAX_ENTRIES",
+        "ACTIVITY_CACHE_MAX_BYTES",
+        "ACTIVITY_MAX_RANGE_DAYS",
+        "SESSION_LIFETIME_HOURS",
+        "LOGIN_MAX_FAILED_ATTEMPTS",
+        "LOGIN_LOCK_MINUTES",
+    ):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{key}={value!r} must be a positive whole number.")
+    if not isinstance(config["ACTIVITY_TRUSTED_PROXIES"], int) or config["ACTIVITY_TRUSTED_PROXIES"] < 0:
+        raise ConfigError("ACTIVITY_TRUSTED_PROXIES must be a whole number of proxies, 0 or more.")
+    for key in ("ACTIVITY_CACHE_URL", "ACTIVITY_RATELIMIT_STORAGE_URL", "ACTIVITY_REDIS_URL"):
+        url = config[key]
+        if url is not None and not str(url).startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise ConfigError(f"{key}={url!r} must start with memory:// or redis://.")
+    if not isinstance(config["ACTIVITY_TRACKING_EXCLUDE_PATHS"], (list, tuple)):
+        raise ConfigError("ACTIVITY_TRACKING_EXCLUDE_PATHS must be a list of path prefixes.")

@@ -1,0 +1,136 @@
+"""SQLite connections and the migration runner.
+
+One connection per request lives on ``g``; background threads and CLI commands
+open their own with :func:`connect`. Connections run in autocommit mode
+(``isolation_level=None``); code that writes more than one statement wraps them
+in :func:`transaction`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+from flask import Flask, current_app, g
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+BUSY_TIMEOUT_MS = 10_000
+
+
+def connect(path: str) -> sqlite3.Connection:
+    """Open a connection with the pragmas every connection of this app uses."""
+    conn = sqlite3.connect(
+        path,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+    )
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def get_db() -> sqlite3.Connection:
+    """Return this request's connection, opening it on first use."""
+    if "db" not in g:
+        g.db = connect(current_app.config["DATABASE"])
+    return g.db
+
+
+def close_db(_exc: BaseException | None = None) -> None:
+    """Close this request's connection, if one was opened."""
+    conn = g.pop("db", None)
+    if conn is not None:
+        conn.close()
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """Run the block in one transaction: commit on success, roll back on any error."""
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def migration_files() -> list[tuple[int, Path]]:
+    """Return ``(version, path)`` for every numbered ``.sql`` file, in order."""
+    found = []
+    for path in MIGRATIONS_DIR.glob("*.sql"):
+        number, _, _ = path.name.partition("_")
+        if number.isdigit():
+            found.append((int(number), path))
+    found.sort()
+    versions = [v for v, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"Two migration files share a number in {MIGRATIONS_DIR}.")
+    return found
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration file into complete statements (trigger bodies stay whole)."""
+    statements, current = [], ""
+    for line in sql.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                statements.append(current.strip())
+            current = ""
+    if current.strip() and not current.strip().startswith("--"):
+        raise RuntimeError(f"Migration ends with an incomplete statement: {current.strip()[:80]!r}")
+    return statements
+
+
+def apply_migrations(conn: sqlite3.Connection) -> list[int]:
+    """Apply every pending migration, each in its own ``BEGIN IMMEDIATE`` transaction.
+
+    Returns the versions applied. Safe when several processes start at once: the
+    version is re-read after the write lock is taken, so each file runs once.
+    """
+    applied = []
+    for version, path in migration_files():
+        if conn.execute("PRAGMA user_version").fetchone()[0] >= version:
+            continue
+        with transaction(conn):
+            if conn.execute("PRAGMA user_version").fetchone()[0] >= version:
+                continue
+            for statement in split_statements(path.read_text()):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={int(version)}")
+        applied.append(version)
+    return applied
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """Return the number of the last applied migration."""
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+@click.command("migrate")
+def migrate_command() -> None:
+    """Apply pending database migrations."""
+    conn = connect(current_app.config["DATABASE"])
+    try:
+        applied = apply_migrations(conn)
+        version = schema_version(conn)
+    finally:
+        conn.close()
+    if applied:
+        click.echo(f"Applied migrations {', '.join(map(str, applied))}; schema is at version {version}.")
+    else:
+        click.echo(f"Nothing to apply; schema is at version {version}.")
+
+
+def init_app(app: Flask) -> None:
+    """Register the teardown and the ``migrate`` command."""
+    app.teardown_appcontext(close_db)
+    app.cli.add_command(migrate_command)

@@ -1,0 +1,121 @@
+"""Shared fixtures: a fresh SQLite file per test, the app, its clients and logins."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+import api_tokens
+from app import create_app
+from auth import create_user
+from db import connect
+
+PASSWORD = "correct horse battery"
+ROLES = ("admin", "manager", "driver", "viewer")
+
+
+@pytest.fixture
+def make_app(tmp_path) -> Callable[..., Flask]:
+    """Return a factory building apps on this test's own database file."""
+
+    def build(**overrides: Any) -> Flask:
+        config = {
+            "TESTING": True,
+            "DATABASE": str(tmp_path / "activity.sqlite3"),
+            "SECRET_KEY": "test-secret",
+            "ACTIVITY_BACKGROUND_TASKS": False,
+        }
+        config.update(overrides)
+        return create_app(config)
+
+    return build
+
+
+@pytest.fixture
+def app(make_app) -> Flask:
+    """The app with default test configuration."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client of the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask):
+    """A CLI runner of the app."""
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db_conn(app: Flask) -> Iterator[Any]:
+    """A connection of its own to the test database."""
+    conn = connect(app.config["DATABASE"])
+    yield conn
+    conn.close()
+
+
+class AuthActions:
+    """Create users of each role, log them in, and hand out API tokens."""
+
+    def __init__(self, app: Flask, client: FlaskClient):
+        self.app = app
+        self.client = client
+        self.user_ids: dict[str, int] = {}
+
+    def ensure_user(self, role: str, username: str | None = None, **fields: Any) -> int:
+        """Create the user of a role once; return its id."""
+        username = username or role
+        if username in self.user_ids:
+            return self.user_ids[username]
+        conn = connect(self.app.config["DATABASE"])
+        try:
+            user_id = create_user(conn, username, PASSWORD, role)
+            for column, value in fields.items():
+                conn.execute(f"UPDATE users SET {column} = ? WHERE id = ?", (value, user_id))
+        finally:
+            conn.close()
+        self.user_ids[username] = user_id
+        return user_id
+
+    def login(self, role: str = "admin", username: str | None = None, password: str = PASSWORD):
+        """Log in through the JSON endpoint; returns the response (cookie set on the client)."""
+        self.ensure_user(role, username)
+        return self.client.post(
+            "/api/auth/login", json={"username": username or role, "password": password}
+        )
+
+    def csrf_token(self) -> str:
+        """Return the CSRF token of the client's current session (from a page's meta tag)."""
+        html = self.client.get("/").get_data(as_text=True)
+        marker = '<meta name="csrf-token" content="'
+        start = html.index(marker) + len(marker)
+        return html[start : html.index('"', start)]
+
+    def token(self, role: str = "admin", username: str | None = None) -> str:
+        """Create an API token for the user of a role and return it."""
+        user_id = self.ensure_user(role, username)
+        conn = connect(self.app.config["DATABASE"])
+        try:
+            _, token = api_tokens.create_token(conn, user_id, "test")
+        finally:
+            conn.close()
+        return token
+
+
+@pytest.fixture
+def auth(app: Flask, client: FlaskClient) -> AuthActions:
+    """Log-in helper bound to the app and client."""
+    return AuthActions(app, client)
+
+
+def redis_url() -> str:
+    """Return the Redis URL tests use (database 15 by default)."""
+    return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
