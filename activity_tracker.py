@@ -43,7 +43,8 @@ def is_tracked(path: str) -> bool:
         return False
     if path in HEALTH_PROBE_PATHS:
         return False
-    return not any(path.startswith(prefix) for prefix in current_app.config["ACTIVITY_TRACKING_EXCLUDE_PATHS"])
+    excluded = current_app.config["ACTIVITY_TRACKING_EXCLUDE_PATHS"]
+    return not any(path.startswith(prefix) for prefix in excluded)
 
 
 def record_event(conn: sqlite3.Connection, event: tuple, session_id: str, cookie_session: bool) -> None:

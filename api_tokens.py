@@ -13,6 +13,7 @@ import sqlite3
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from db import connect
 from timeutil import parse_db_timestamp, to_db_timestamp, utc_now
@@ -78,6 +79,7 @@ def resolve(conn: sqlite3.Connection, token: str) -> tuple[sqlite3.Row, str] | N
 
 
 @click.command("create-token")
+@with_appcontext
 @click.argument("username")
 @click.option("--label", default="cli", show_default=True, help="A name that says what the token is for.")
 def create_token_command(username: str, label: str) -> None:
@@ -95,6 +97,7 @@ def create_token_command(username: str, label: str) -> None:
 
 
 @click.command("revoke-token")
+@with_appcontext
 @click.argument("token_id", type=int)
 def revoke_token_command(token_id: int) -> None:
     """Revoke an API token by its id."""

@@ -31,12 +31,13 @@ from flask import (
     request,
     url_for,
 )
+from flask.cli import with_appcontext
 from werkzeug.security import check_password_hash, generate_password_hash
 
 import api_tokens
-from api_tokens import hash_secret
 import audit
-from db import get_db, transaction
+from api_tokens import hash_secret
+from db import connect, get_db, transaction
 from errors import json_error, wants_json
 from timeutil import parse_db_timestamp, to_db_timestamp, utc_now
 
@@ -340,14 +341,13 @@ def logout() -> Response:
 
 
 @click.command("create-user")
+@with_appcontext
 @click.argument("username")
 @click.option("--role", type=click.Choice(ROLES), required=True, help="The user's role.")
 @click.option("--password", default=None, help="Password; prompted for when omitted.")
 @click.option("--email", default=None, help="Optional e-mail address.")
 def create_user_command(username: str, role: str, password: str | None, email: str | None) -> None:
     """Create a user who can log in."""
-    from db import connect
-
     if password is None:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if not password:
@@ -362,6 +362,23 @@ def create_user_command(username: str, role: str, password: str | None, email: s
     click.echo(f"Created {role} {username!r} with id {user_id}.")
 
 
+@click.command("ensure-admin")
+@click.option("--username", default="admin", show_default=True, help="Name of the admin user.")
+@with_appcontext
+def ensure_admin_command(username: str) -> None:
+    """Create an admin with a generated password unless one by that name exists; print it once."""
+    conn = connect(current_app.config["DATABASE"])
+    try:
+        if conn.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+            click.echo(f"User {username!r} already exists; its password is unchanged.")
+            return
+        password = secrets.token_urlsafe(12)
+        create_user(conn, username, password, "admin")
+    finally:
+        conn.close()
+    click.echo(f"Created admin {username!r}. Password (shown only now): {password}")
+
+
 def inject_auth_context() -> dict[str, Any]:
     """Give templates the current user and the session's CSRF token."""
     return {"current_user": g.get("user"), "csrf_token": g.get("csrf_token") or ""}
@@ -374,4 +391,5 @@ def init_app(app: Flask) -> None:
     app.before_request(check_csrf)
     app.context_processor(inject_auth_context)
     app.cli.add_command(create_user_command)
+    app.cli.add_command(ensure_admin_command)
     api_tokens.init_app(app)

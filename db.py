@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app, g
+from flask.cli import with_appcontext
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 BUSY_TIMEOUT_MS = 10_000
@@ -116,6 +117,7 @@ def schema_version(conn: sqlite3.Connection) -> int:
 
 
 @click.command("migrate")
+@with_appcontext
 def migrate_command() -> None:
     """Apply pending database migrations."""
     conn = connect(current_app.config["DATABASE"])
