@@ -1,0 +1,317 @@
+"""Behaviour of trend_analysis: summaries, linear trend, forecasts and anomalies over daily series."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+import trend_analysis as ta
+
+START = dt.date(2024, 1, 1)
+WEEKDAY_MULTIPLIERS = np.array([1.2, 1.3, 1.25, 1.1, 0.9, 0.5, 0.75])
+WEEKDAY_HEAVY = np.array([1.25, 1.3, 1.25, 1.2, 1.0, 0.25, 0.15])
+
+
+def days(n: int, start: dt.date = START) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range(n)]
+
+
+def forecast_values(result: dict, key: str = "value") -> np.ndarray:
+    return np.array([point[key] for point in result["forecast"]])
+
+
+def weekday_heavy_series(seed: int, n: int = 365) -> np.ndarray:
+    """Weekday-heavy traffic with a drifting level, two level shifts, six holidays and noise."""
+    rng = np.random.default_rng(seed)
+    level = 200 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    for _ in range(2):
+        level[rng.integers(30, n):] *= rng.uniform(0.6, 1.5)
+    values = level * WEEKDAY_HEAVY[np.arange(n) % 7] * rng.lognormal(0, 0.12, n)
+    values[rng.choice(n, 6, replace=False)] *= 0.02
+    return rng.poisson(values).astype(float)
+
+
+def assert_json_safe(result: object) -> None:
+    json.dumps(result, allow_nan=False)
+
+
+# trailing_means
+
+
+@pytest.mark.parametrize("window", [1, 7, 30])
+def test_trailing_means_match_a_brute_force_loop_with_nan_look_back(window):
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0, 100, 120)
+    values[:20] = np.nan  # days before history began
+    values[50:60] = 0.0
+    expected = []
+    for i in range(len(values)):
+        window_values = values[max(0, i - window + 1): i + 1]
+        present = window_values[~np.isnan(window_values)]
+        expected.append(present.mean() if len(present) else np.nan)
+    np.testing.assert_allclose(ta.trailing_means(values, window), expected, rtol=1e-12, equal_nan=True)
+
+
+def test_trailing_means_of_a_window_of_zeros_are_exactly_zero():
+    values = np.concatenate([np.full(40, 1e6 / 3), np.zeros(10)])
+    assert (ta.trailing_means(values, 7)[-3:] == 0.0).all()
+
+
+# summarize
+
+
+def test_summarize_matches_numpy():
+    rng = np.random.default_rng(2)
+    values = rng.uniform(0, 50, 45)
+    result = ta.summarize(values, days(45))
+    assert result["average"] == pytest.approx(values.mean(), abs=0.005)
+    assert result["median"] == pytest.approx(np.median(values), abs=0.005)
+    assert result["std_dev"] == pytest.approx(values.std(ddof=0), abs=0.005)
+    assert result["min"] == pytest.approx(values.min(), abs=0.005)
+    assert result["max"] == pytest.approx(values.max(), abs=0.005)
+    assert result["total"] == pytest.approx(values.sum(), abs=0.005)
+    change = (values[-7:].mean() - values[:7].mean()) / values[:7].mean() * 100
+    assert result["percentage_change"] == pytest.approx(change, abs=0.005)
+
+
+def test_summarize_percentage_change_uses_all_days_when_fewer_than_seven():
+    assert ta.summarize(np.array([2.0, 4.0, 6.0]), days(3))["percentage_change"] == 0.0
+
+
+def test_summarize_percentage_change_is_none_when_the_first_week_averages_zero():
+    values = np.concatenate([np.zeros(7), np.full(10, 5.0)])
+    assert ta.summarize(values, days(17))["percentage_change"] is None
+
+
+def test_summarize_peak_date_is_the_first_day_holding_the_max():
+    values = np.array([1.0, 9.0, 3.0, 9.0, 2.0])
+    assert ta.summarize(values, days(5))["peak_date"] == (START + dt.timedelta(days=1)).isoformat()
+
+
+def test_summarize_of_an_empty_series_is_zeros_and_none():
+    result = ta.summarize(np.array([]), [])
+    assert result["average"] == result["total"] == result["std_dev"] == 0.0
+    assert result["peak_date"] is None and result["percentage_change"] is None
+
+
+# linear_trend
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_linear_trend_matches_scipy_linregress(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 200))
+    values = rng.uniform(0, 100, n) + rng.normal(0, 0.5) * np.arange(n)
+    reference = stats.linregress(np.arange(n), values)
+    result = ta.linear_trend(values)
+    assert result["slope"] == pytest.approx(reference.slope, abs=5e-5)
+    assert result["intercept"] == pytest.approx(reference.intercept, abs=5e-5)
+    assert result["r_squared"] == pytest.approx(reference.rvalue ** 2, abs=5e-5)
+    assert result["p_value"] == pytest.approx(reference.pvalue, abs=5e-5)
+
+
+def test_linear_trend_of_a_flat_series_has_zero_r_squared_and_p_value_one():
+    assert ta.linear_trend(np.full(30, 4.0)) == {"slope": 0.0, "intercept": 4.0, "r_squared": 0.0,
+                                                 "p_value": 1.0}
+
+
+def test_linear_trend_of_a_perfect_line_has_p_value_zero():
+    result = ta.linear_trend(3.0 + 2.0 * np.arange(20))
+    assert result == {"slope": 2.0, "intercept": 3.0, "r_squared": 1.0, "p_value": 0.0}
+
+
+def test_linear_trend_p_value_is_one_with_fewer_than_three_points():
+    assert ta.linear_trend(np.array([1.0, 5.0]))["p_value"] == 1.0
+
+
+# trend_analysis: direction
+
+
+def test_direction_is_increasing_for_a_clear_upward_trend():
+    rng = np.random.default_rng(3)
+    values = 100 + 2.0 * np.arange(90) + rng.normal(0, 10, 90)
+    result = ta.trend_analysis(values, days(90))
+    assert result["direction"] == "increasing"
+    assert result["slope"] == pytest.approx(2.0, abs=0.2)
+    assert 0 < result["strength"] <= 1
+
+
+def test_direction_is_decreasing_for_a_clear_downward_trend():
+    values = 500 - 3.0 * np.arange(60) + np.random.default_rng(4).normal(0, 5, 60)
+    assert ta.trend_analysis(values, days(60))["direction"] == "decreasing"
+
+
+def test_direction_is_stable_for_noise():
+    values = np.random.default_rng(5).normal(100, 10, 90)
+    assert ta.trend_analysis(values, days(90))["direction"] == "stable"
+
+
+def test_direction_is_stable_for_a_significant_slope_below_five_percent_of_the_mean():
+    values = 1000 + 0.01 * np.arange(100) + np.random.default_rng(6).normal(0, 0.05, 100)
+    assert ta.linear_trend(values)["p_value"] < 0.05
+    assert ta.trend_analysis(values, days(100))["direction"] == "stable"
+
+
+def test_confidence_is_r_squared():
+    values = 100 + 2.0 * np.arange(90) + np.random.default_rng(3).normal(0, 10, 90)
+    assert ta.trend_analysis(values, days(90))["confidence"] == ta.linear_trend(values)["r_squared"]
+
+
+# trend_analysis: forecast
+
+
+@pytest.mark.parametrize("weekly", ["multiplicative", "additive"])
+def test_forecast_is_within_two_percent_of_a_noiseless_trend_plus_weekly_series(weekly):
+    t = np.arange(147)
+    trend = 100 + 0.5 * t
+    if weekly == "multiplicative":
+        series = trend * WEEKDAY_MULTIPLIERS[t % 7]
+    else:
+        series = trend + np.array([30, 40, 35, 20, 0, -50, -60])[t % 7]
+    result = ta.trend_analysis(series[:140], days(140))
+    np.testing.assert_allclose(forecast_values(result), series[140:], rtol=0.02)
+
+
+def test_forecast_covers_the_seven_days_after_the_last_date_with_ordered_non_negative_bounds():
+    values = weekday_heavy_series(0, 100)
+    result = ta.trend_analysis(values, days(100))
+    last = START + dt.timedelta(days=99)
+    assert [point["date"] for point in result["forecast"]] == [
+        (last + dt.timedelta(days=h)).isoformat() for h in range(1, 8)]
+    lower, value, upper = (forecast_values(result, key) for key in ("lower", "value", "upper"))
+    assert (lower >= 0).all() and (lower <= value).all() and (value <= upper).all()
+    assert (upper - lower > 0).all()
+
+
+def test_chosen_method_beats_seasonal_naive_on_held_out_weekday_heavy_series():
+    chosen, seasonal_naive = [], []
+    for seed in range(10):
+        series = weekday_heavy_series(seed)
+        for held_out in (28, 21, 14, 7):
+            cut = len(series) - held_out
+            truth = series[cut:cut + 7]
+            scale = np.mean(np.abs(series[7:cut] - series[:cut - 7]))
+            result = ta.trend_analysis(series[:cut], days(cut))
+            chosen.append(np.mean(np.abs(truth - forecast_values(result))) / scale)
+            seasonal_naive.append(np.mean(np.abs(truth - series[cut - 7:cut])) / scale)
+    assert np.mean(chosen) < 0.95 * np.mean(seasonal_naive)
+
+
+def test_backtest_reports_both_mases_over_weekly_origins():
+    result = ta.trend_analysis(weekday_heavy_series(1), days(365))
+    backtest = result["backtest"]
+    assert backtest["origins"] == 8
+    assert 0 < backtest["mase"] <= backtest["seasonal_naive_mase"]
+    assert result["method"] in {"seasonal_naive", "naive", "seasonal_holt", "combination"}
+
+
+def test_backtest_uses_only_origins_leaving_fourteen_training_days():
+    values = np.random.default_rng(2).poisson(50 * WEEKDAY_HEAVY[np.arange(30) % 7]).astype(float)
+    assert ta.trend_analysis(values, days(30))["backtest"]["origins"] == 2
+
+
+@pytest.mark.parametrize(("n", "method"), [(0, "naive"), (1, "naive"), (6, "naive"), (7, "seasonal_naive"),
+                                           (13, "seasonal_naive")])
+def test_short_history_falls_back_to_seasonal_naive_or_naive(n, method):
+    values = np.arange(1.0, n + 1)
+    result = ta.trend_analysis(values, days(n))
+    assert result["method"] == method
+    assert result["backtest"] == {"mase": None, "seasonal_naive_mase": None, "origins": 0}
+    if n >= 7:
+        np.testing.assert_allclose(forecast_values(result), values[-7:])
+    elif n:
+        assert (forecast_values(result) == values[-1]).all()
+
+
+def test_empty_series_has_no_forecast_points():
+    assert ta.trend_analysis(np.array([]), [])["forecast"] == []
+
+
+def test_trend_analysis_rejects_values_and_dates_of_different_lengths():
+    with pytest.raises(ValueError):
+        ta.trend_analysis(np.ones(5), days(4))
+
+
+# anomalies
+
+
+def test_anomalies_flag_an_injected_spike_on_its_date():
+    t = np.arange(120)
+    values = (100 + 0.2 * t) * WEEKDAY_MULTIPLIERS[t % 7] * np.random.default_rng(0).lognormal(0, 0.03, 120)
+    values[77] *= 1.8
+    found = ta.anomalies(values, days(120))
+    assert [anomaly["date"] for anomaly in found] == [(START + dt.timedelta(days=77)).isoformat()]
+    assert found[0]["score"] > 3.5 and found[0]["value"] == round(values[77], 2)
+
+
+def test_anomalies_flag_nothing_on_a_clean_series():
+    rng = np.random.default_rng(8)
+    t = np.arange(120)
+    values = 100 + 0.2 * t + np.array([30, 40, 35, 20, 0, -50, -60])[t % 7] + rng.normal(0, 2, 120)
+    assert ta.anomalies(values, days(120)) == []
+
+
+def test_anomalies_flag_only_the_spike_on_a_flat_series():
+    values = np.full(60, 10.0)
+    values[30] = 100.0
+    found = ta.anomalies(values, days(60))
+    spike_day = (START + dt.timedelta(days=30)).isoformat()
+    assert [(anomaly["date"], anomaly["expected"]) for anomaly in found] == [(spike_day, 10.0)]
+
+
+def test_anomalies_flag_nothing_on_a_perfectly_flat_series():
+    assert ta.anomalies(np.full(60, 10.0), days(60)) == []
+
+
+def test_anomalies_need_fourteen_days():
+    values = np.full(13, 1.0)
+    values[5] = 1000.0
+    assert ta.anomalies(values, days(13)) == []
+
+
+# JSON safety
+
+
+DEGENERATE = {
+    "empty": np.array([]),
+    "one point": np.array([5.0]),
+    "two points": np.array([1.0, 3.0]),
+    "six points": np.array([0.0, 1, 0, 2, 0, 3]),
+    "thirteen points": np.arange(13.0),
+    "all zeros": np.zeros(60),
+    "flat constant": np.full(60, 7.0),
+    "zeros then one day": np.concatenate([np.zeros(40), [5.0]]),
+    "huge values": np.random.default_rng(9).uniform(1e12, 1e13, 60),
+    "near float max": np.full(30, 1e307),
+    "tiny values": np.full(30, 5e-324),
+}
+
+
+@pytest.mark.parametrize("values", DEGENERATE.values(), ids=DEGENERATE.keys())
+def test_degenerate_series_give_json_safe_results(values):
+    dates = days(len(values))
+    for result in (ta.summarize(values, dates), ta.linear_trend(values), ta.trend_analysis(values, dates),
+                   ta.anomalies(values, dates)):
+        assert_json_safe(result)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=1e300), max_size=120))
+def test_any_non_negative_series_gives_json_safe_results(raw):
+    values = np.array(raw, dtype=float)
+    dates = days(len(values))
+    assert_json_safe(ta.summarize(values, dates))
+    assert_json_safe(ta.linear_trend(values))
+    assert_json_safe(ta.trend_analysis(values, dates))
+    assert_json_safe(ta.anomalies(values, dates))
+
+
+def test_trend_analyzer_exposes_the_module_functions():
+    assert ta.TrendAnalyzer.summarize(np.array([1.0]), days(1))["total"] == 1.0
+    assert ta.TrendAnalyzer().linear_trend(np.array([1.0, 2.0, 3.0]))["slope"] == 1.0
