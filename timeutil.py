@@ -11,12 +11,12 @@ BOUND_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 def utc_now() -> dt.datetime:
     """Return the current time as an aware UTC datetime."""
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def to_db_timestamp(moment: dt.datetime) -> str:
     """Format an aware datetime as the UTC text stored in the database."""
-    return moment.astimezone(dt.timezone.utc).strftime(DB_FORMAT)
+    return moment.astimezone(dt.UTC).strftime(DB_FORMAT)
 
 
 def utc_now_text() -> str:
@@ -26,7 +26,7 @@ def utc_now_text() -> str:
 
 def parse_db_timestamp(text: str) -> dt.datetime:
     """Parse database text (with or without fractional seconds) as aware UTC."""
-    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.timezone.utc)
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
 
 
 def zone(name: str) -> zoneinfo.ZoneInfo:
@@ -44,7 +44,7 @@ def local_day_bounds(day: dt.date, tz_name: str) -> tuple[dt.datetime, dt.dateti
     tz = zone(tz_name)
     start = dt.datetime.combine(day, dt.time.min, tzinfo=tz)
     end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
-    return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
 
 
 def local_day_bounds_text(day: dt.date, tz_name: str) -> tuple[str, str]:

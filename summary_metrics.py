@@ -1,0 +1,240 @@
+"""The metric definitions of one local day's summary, computed from its events.
+
+Pure functions over numpy arrays of UTC microseconds since the epoch;
+:mod:`daily_summaries` reads the events and stores the result. Times are whole
+microseconds, so every comparison and every duration is exact.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import heapq
+import zoneinfo
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
+
+import numpy as np
+
+from timeutil import local_day_bounds
+
+US_PER_SECOND = 1_000_000
+US_PER_HOUR = 3600 * US_PER_SECOND
+TOP_PAGES_LIMIT = 10
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# UTC offsets never change twice within this long, so probing at this step finds every change.
+OFFSET_PROBE_STEP = dt.timedelta(minutes=15)
+
+# The event kinds of the stream that daily_summaries reads, packed as user_id * KINDS + kind
+# (one value fewer per row: fetching rows from SQLite costs per value).
+KIND_OTHER, KIND_PAGE_VIEW, KIND_API_CALL = 0, 1, 2
+KINDS = 4
+
+
+def to_us(moment: dt.datetime) -> int:
+    """Return an aware datetime as whole microseconds since the Unix epoch."""
+    return (moment - EPOCH) // dt.timedelta(microseconds=1)
+
+
+def from_us(micros: int) -> dt.datetime:
+    """Return microseconds since the Unix epoch as an aware UTC datetime."""
+    return EPOCH + dt.timedelta(microseconds=micros)
+
+
+@dataclass(frozen=True)
+class DayWindow:
+    """One local day [start, end) in UTC, the earlier start of the events that touch it,
+    and the stretches of the day that share one UTC offset (for local hours)."""
+
+    date: dt.date
+    start_us: int
+    end_us: int
+    window_start_us: int
+    idle_us: int
+    offset_starts_us: tuple[int, ...]
+    offsets_us: tuple[int, ...]
+
+    @classmethod
+    def for_day(cls, day: dt.date, tz_name: str, idle_minutes: int) -> DayWindow:
+        """Build the window of a local day in a zone, for an idle time in minutes."""
+        start, end = local_day_bounds(day, tz_name)
+        idle_us = idle_minutes * 60 * US_PER_SECOND
+        segments = utc_offset_segments(start, end, zoneinfo.ZoneInfo(tz_name))
+        return cls(
+            date=day,
+            start_us=to_us(start),
+            end_us=to_us(end),
+            window_start_us=to_us(start) - idle_us,
+            idle_us=idle_us,
+            offset_starts_us=tuple(to_us(moment) for moment, _ in segments),
+            offsets_us=tuple(offset // dt.timedelta(microseconds=1) for _, offset in segments),
+        )
+
+
+def utc_offset_segments(
+    start: dt.datetime, end: dt.datetime, tz: zoneinfo.ZoneInfo
+) -> list[tuple[dt.datetime, dt.timedelta]]:
+    """Return (UTC start, UTC offset) of each stretch of [start, end) that has one offset."""
+
+    def offset(moment: dt.datetime) -> dt.timedelta:
+        return moment.astimezone(tz).utcoffset() or dt.timedelta(0)
+
+    last_instant = end - dt.timedelta(microseconds=1)
+    probes = []
+    probe = start
+    while probe < last_instant:
+        probes.append(probe)
+        probe += OFFSET_PROBE_STEP
+    probes.append(last_instant)
+    segments = [(start, offset(start))]
+    for before, after in zip(probes, probes[1:], strict=False):
+        if offset(before) == offset(after):
+            continue
+        # Bisect to the first microsecond with the new offset.
+        low, high = to_us(before), to_us(after)
+        while high - low > 1:
+            middle = (low + high) // 2
+            if offset(from_us(middle)) == offset(after):
+                high = middle
+            else:
+                low = middle
+        segments.append((from_us(high), offset(after)))
+    return segments
+
+
+@dataclass
+class DayEvents:
+    """The events of a day's window as arrays; page views of the day itself as counts."""
+
+    user_ids: np.ndarray
+    times_us: np.ndarray
+    session_codes: np.ndarray
+    kinds: np.ndarray
+    page_view_counts: Counter = field(default_factory=Counter)
+
+    @classmethod
+    def from_chunks(cls, chunks: Iterable[Sequence[tuple[Any, ...]]]) -> DayEvents:
+        """Build from row chunks of (user_id * KINDS + kind, timestamp text, session_id, page_url or None).
+
+        Only page views inside the day itself carry a page_url; session ids become
+        integer codes, equal exactly when the ids are.
+        """
+        users, times, codes, kinds = [], [], [], []
+        pages: Counter = Counter()
+        code_of: dict[str, int] = {}
+        next_code = count()
+        for rows in chunks:
+            if not rows:
+                continue
+            user_kind_col, time_col, session_col, page_col = zip(*rows, strict=True)
+            user_kinds = np.array(user_kind_col, dtype=np.int64)
+            users.append(user_kinds // KINDS)
+            kinds.append((user_kinds % KINDS).astype(np.int8))
+            times.append(np.array(time_col, dtype="datetime64[us]").astype(np.int64))
+            # setdefault hands a new id the next number; known ids keep theirs.
+            codes.append(np.fromiter(map(code_of.setdefault, session_col, next_code), np.int64, len(rows)))
+            pages.update(page_col)
+        pages.pop(None, None)
+
+        def joined(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+
+        return cls(
+            user_ids=joined(users, np.int64),
+            times_us=joined(times, np.int64),
+            session_codes=joined(codes, np.int64),
+            kinds=joined(kinds, np.int8),
+            page_view_counts=pages,
+        )
+
+
+@dataclass(frozen=True)
+class DayMetrics:
+    """The pinned metrics of one local day (see the issue for each definition)."""
+
+    unique_users: int
+    total_sessions: int
+    total_page_views: int
+    total_api_calls: int
+    total_events: int
+    avg_session_duration_seconds: int
+    peak_concurrent_users: int
+    peak_hour: int | None
+    top_pages: list[dict[str, Any]]
+    active_user_ids: list[int]
+
+
+def compute_day_metrics(events: DayEvents, window: DayWindow) -> DayMetrics:
+    """Compute every metric of the day from the events of its window."""
+    in_day = (events.times_us >= window.start_us) & (events.times_us < window.end_us)
+    times = events.times_us[in_day]
+    kinds = events.kinds[in_day]
+    users = np.unique(events.user_ids[in_day])
+    hours = local_hour_counts(times, window)
+    return DayMetrics(
+        unique_users=len(users),
+        total_sessions=len(np.unique(events.session_codes[in_day])),
+        total_page_views=int(np.count_nonzero(kinds == KIND_PAGE_VIEW)),
+        total_api_calls=int(np.count_nonzero(kinds == KIND_API_CALL)),
+        total_events=len(times),
+        avg_session_duration_seconds=mean_session_duration_seconds(events.session_codes[in_day], times),
+        peak_concurrent_users=peak_concurrent_users(events.user_ids, events.times_us, window),
+        peak_hour=int(np.argmax(hours)) if len(times) else None,
+        top_pages=top_pages(events.page_view_counts),
+        active_user_ids=users.tolist(),
+    )
+
+
+def local_hour_counts(times_us: np.ndarray, window: DayWindow) -> np.ndarray:
+    """Return the number of events in each local hour 0–23 (an hour repeated by DST counts twice)."""
+    segment = np.searchsorted(np.array(window.offset_starts_us), times_us, side="right") - 1
+    local_us = times_us + np.array(window.offsets_us, dtype=np.int64)[segment]
+    return np.bincount((local_us // US_PER_HOUR) % 24, minlength=24)
+
+
+def mean_session_duration_seconds(session_codes: np.ndarray, times_us: np.ndarray) -> int:
+    """Return the mean over sessions of last minus first event time, rounded half up to a second."""
+    if len(times_us) == 0:
+        return 0
+    sessions, index = np.unique(session_codes, return_inverse=True)
+    first = np.full(len(sessions), np.iinfo(np.int64).max)
+    last = np.full(len(sessions), np.iinfo(np.int64).min)
+    np.minimum.at(first, index, times_us)
+    np.maximum.at(last, index, times_us)
+    total_us = int((last - first).sum())
+    denominator = len(sessions) * US_PER_SECOND
+    return (2 * total_us + denominator) // (2 * denominator)
+
+
+def peak_concurrent_users(user_ids: np.ndarray, times_us: np.ndarray, window: DayWindow) -> int:
+    """Return the most distinct users online at one instant of the day.
+
+    Each event keeps its user online over [t, t + idle); a user's intervals are
+    merged first, so a user counts once however many events overlap.
+    """
+    if len(times_us) == 0:
+        return 0
+    order = np.lexsort((times_us, user_ids))
+    users, times = user_ids[order], times_us[order]
+    starts_group = np.ones(len(times), dtype=bool)
+    starts_group[1:] = (users[1:] != users[:-1]) | (times[1:] - times[:-1] > window.idle_us)
+    first = np.flatnonzero(starts_group)
+    last = np.append(first[1:] - 1, len(times) - 1)
+    starts = np.maximum(times[first], window.start_us)
+    ends = np.minimum(times[last] + window.idle_us, window.end_us)
+    inside = starts < ends
+    if not inside.any():
+        return 0
+    instants = np.concatenate((starts[inside], ends[inside]))
+    steps = np.concatenate((np.ones(inside.sum(), np.int64), -np.ones(inside.sum(), np.int64)))
+    # At equal instants the ends go first: [a, b) and [b, c) never overlap.
+    sweep = np.lexsort((steps, instants))
+    return int(np.cumsum(steps[sweep]).max())
+
+
+def top_pages(page_view_counts: Counter) -> list[dict[str, Any]]:
+    """Return the most viewed pages, by count descending then page ascending."""
+    best = heapq.nsmallest(TOP_PAGES_LIMIT, page_view_counts.items(), key=lambda item: (-item[1], item[0]))
+    return [{"page": page, "count": views} for page, views in best]

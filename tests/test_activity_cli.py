@@ -1,0 +1,108 @@
+"""The ``flask activity summarize | backfill | purge`` commands."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from activity_events import add_event, add_user, dirty_days, summary
+from timeutil import local_today
+
+TODAY = local_today("UTC")
+
+
+def days_ago(n: int) -> dt.date:
+    return TODAY - dt.timedelta(days=n)
+
+
+def at_noon(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(12), tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def user(db_conn) -> int:
+    return add_user(db_conn, "manager")
+
+
+def test_summarize_writes_the_given_day_and_says_what_it_did(runner, db_conn, user):
+    add_event(db_conn, at_noon(days_ago(3)), user)
+    result = runner.invoke(args=["activity", "summarize", "--date", days_ago(3).isoformat()])
+    assert result.exit_code == 0, result.output
+    assert f"Summarized {days_ago(3)} (final)" in result.output
+    assert "1 events, 1 users, 1 sessions" in result.output
+    assert summary(db_conn, days_ago(3))["unique_users"] == 1
+
+
+def test_summarize_defaults_to_yesterday(runner, db_conn):
+    result = runner.invoke(args=["activity", "summarize"])
+    assert result.exit_code == 0, result.output
+    assert summary(db_conn, days_ago(1))["is_partial"] == 0
+
+
+def test_summarize_of_today_stores_a_partial_row(runner, db_conn):
+    result = runner.invoke(args=["activity", "summarize", "--date", TODAY.isoformat()])
+    assert "(partial" in result.output
+    assert summary(db_conn, TODAY)["is_partial"] == 1
+
+
+def test_summarize_refuses_a_day_that_has_not_begun(runner, db_conn):
+    result = runner.invoke(args=["activity", "summarize", "--date", days_ago(-2).isoformat()])
+    assert result.exit_code == 2
+    assert "has not begun" in result.output
+    assert summary(db_conn, days_ago(-2)) is None
+
+
+def test_backfill_without_dates_fills_every_missing_or_dirty_day(runner, db_conn, user):
+    add_event(db_conn, at_noon(days_ago(4)), user)
+    assert runner.invoke(args=["activity", "summarize", "--date", days_ago(2).isoformat()]).exit_code == 0
+    add_event(db_conn, at_noon(days_ago(2)), user)
+    assert dirty_days(db_conn) == [days_ago(2).isoformat()]
+    result = runner.invoke(args=["activity", "backfill"])
+    assert result.exit_code == 0, result.output
+    assert "Summarized 4 day(s)" in result.output
+    assert f"Recomputed after late data: {days_ago(2)}." in result.output
+    assert [summary(db_conn, days_ago(n))["total_events"] for n in (4, 3, 2, 1)] == [1, 0, 1, 0]
+    assert summary(db_conn, TODAY) is None
+    assert "Summarized 0 day(s)" in runner.invoke(args=["activity", "backfill"]).output
+
+
+def test_backfill_with_dates_writes_exactly_those_days(runner, db_conn, user):
+    add_event(db_conn, at_noon(days_ago(40)), user)
+    result = runner.invoke(
+        args=["activity", "backfill", "--from", days_ago(10).isoformat(), "--to", days_ago(8).isoformat()]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Summarized 3 day(s)" in result.output
+    written = [row[0] for row in db_conn.execute("SELECT date FROM activity_summary_daily ORDER BY date")]
+    assert written == [days_ago(n).isoformat() for n in (10, 9, 8)]
+
+
+def test_backfill_from_alone_runs_through_yesterday(runner, db_conn):
+    result = runner.invoke(args=["activity", "backfill", "--from", days_ago(2).isoformat()])
+    assert "Summarized 2 day(s)" in result.output
+
+
+def test_backfill_refuses_a_range_that_ends_before_it_starts(runner):
+    result = runner.invoke(
+        args=["activity", "backfill", "--from", days_ago(1).isoformat(), "--to", days_ago(3).isoformat()]
+    )
+    assert result.exit_code == 2
+    assert "is after --to" in result.output
+
+
+def test_purge_says_what_it_deleted(runner, db_conn, user):
+    add_event(db_conn, at_noon(days_ago(100)), user)
+    add_event(db_conn, at_noon(days_ago(2)), user)
+    runner.invoke(args=["activity", "backfill"])
+    result = runner.invoke(args=["activity", "purge"])
+    assert result.exit_code == 0, result.output
+    assert f"Deleted 1 raw event(s); raw events are kept from {days_ago(90)}." in result.output
+    assert "0 summary row(s), 0 audit row(s) and 0 expired session(s)" in result.output
+
+
+def test_purge_says_when_an_unsummarized_day_holds_raw_events_back(runner, db_conn, user):
+    add_event(db_conn, at_noon(days_ago(100)), user)
+    result = runner.invoke(args=["activity", "purge"])
+    assert "Deleted 0 raw event(s)" in result.output
+    assert f"Kept raw events from {days_ago(100)} on past retention" in result.output
