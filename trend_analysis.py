@@ -1,31 +1,23 @@
 """Statistics over consecutive daily series: summaries, linear trend, 7-day forecasts and anomalies.
 
-Pure numpy (scipy.stats only for the slope's p-value); no Flask, no SQL. Every dict returned is
-JSON-safe: plain floats, ints, strings or None, never NaN or Infinity.
-
-Forecasts: each series picks, by rolling-origin backtest (up to 8 weekly origins, 7 days ahead each),
-the lowest-MASE of seasonal naive, naive, a weekday-adjusted damped Holt ("seasonal_holt") and the
-mean of seasonal naive and seasonal_holt; 95 % intervals come from its backtest errors per horizon.
+Pure numpy (scipy.special only for the slope's p-value); no Flask, no SQL. Every dict returned is
+JSON-safe: plain floats, ints, strings or None, never NaN or Infinity. The work is done for a batch of
+series (metrics × days) at once, and a row's numbers never depend on the other rows: the single-series
+functions run a batch of one, so ``analyze_many(series, dates)[i] == analyze(series[i], dates)``.
+Forecasting lives in :mod:`forecasting`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
+from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
-SEASON = 7  # days in the weekly cycle
-HORIZON = 7  # days forecast
-MIN_TRAINING_DAYS = 14  # shortest history a backtest origin may train on
-MAX_ORIGINS = 8  # weekly rolling origins scored by the backtest
-MIN_ORIGINS_FOR_INTERVALS = 2  # fewer backtest origins: intervals from the random-walk fallback
-FIT_WINDOW_DAYS = 84  # days of history the smoothing model is run over
-PROFILE_WEEKS = 8  # recent weeks the weekday profile is estimated from
-CLOSED_DAY_FACTOR = 0.1  # weekday multiplier below which a day carries no level information
-ALPHAS = np.array([0.05, 0.15, 0.3, 0.5, 0.8])  # level smoothing grid
-TRENDS = ((0.0, 0.0), (0.05, 0.98), (0.2, 0.98), (0.2, 0.9))  # (beta, phi) grid; (0, 0) is no trend
+from forecasting import HORIZON, MIN_TRAINING_DAYS, SEASON, select_forecasts
+
 Z_95 = 1.959963984540054
 SIGNIFICANCE = 0.05  # p-value below which a slope counts
 MIN_RELATIVE_CHANGE = 0.05  # fitted change over the range, as a fraction of the mean, to call a trend
@@ -33,12 +25,39 @@ FULL_STRENGTH_CHANGE = 0.5  # relative fitted change at which strength stops gro
 ANOMALY_THRESHOLD = 3.5  # robust z-score above which a day is an anomaly
 MIN_ANOMALY_SD = 0.01  # floor of the robust sd, as a fraction of the mean absolute value
 MAD_TO_SD = 1.4826
+ANOMALY_FIT_PARAMETERS = 2 + (SEASON - 1)  # intercept, day index and six weekday dummies
 
-_GRID_ALPHA = np.repeat(ALPHAS, len(TRENDS))
-_GRID_BETA = np.tile([beta for beta, _ in TRENDS], len(ALPHAS))
-_GRID_PHI = np.tile([phi for _, phi in TRENDS], len(ALPHAS))
-# Cumulative damping sum phi + phi^2 + ... + phi^h for h = 1..HORIZON, per grid point.
-_GRID_DAMPING = np.cumsum(_GRID_PHI[:, None] ** np.arange(1, HORIZON + 1), axis=1)
+
+class _Batch(NamedTuple):
+    """A batch of series, each divided by its largest absolute value so sums stay finite."""
+
+    values: np.ndarray  # (rows, days), as given
+    scales: np.ndarray  # (rows,): largest absolute value, 1 for an empty, all-zero or non-finite row
+    units: np.ndarray  # values / scales
+    sums: np.ndarray  # of units, per row
+    means: np.ndarray  # of units, per row (0 for an empty row)
+    squares: np.ndarray  # sum of (units − means)², per row
+
+
+def _prepare(values: np.ndarray) -> _Batch:
+    """Return the batch (rows × days) with its scales and first two moments."""
+    rows, n = values.shape
+    peaks = np.abs(values).max(axis=1) if n else np.zeros(rows)
+    scales = np.where((peaks > 0) & np.isfinite(peaks), peaks, 1.0)
+    units = values / scales[:, None]
+    sums = units.sum(axis=1)
+    means = sums / n if n else np.zeros(rows)
+    return _Batch(values, scales, units, sums, means, ((units - means[:, None]) ** 2).sum(axis=1))
+
+
+def _validated(series: np.ndarray, dates: list[dt.date]) -> np.ndarray:
+    """Return series as a float (metrics × days) array, checking its days against dates."""
+    values = np.asarray(series, dtype=float)
+    if values.ndim != 2:
+        raise ValueError(f"expected a (metrics × days) array, got shape {values.shape}")
+    if values.shape[1] != len(dates):
+        raise ValueError(f"{values.shape[1]} values but {len(dates)} dates")
+    return values
 
 
 def _num(value: float, digits: int) -> float | None:
@@ -47,10 +66,28 @@ def _num(value: float, digits: int) -> float | None:
     return round(value, digits) if math.isfinite(value) else None
 
 
-def _scale_of(values: np.ndarray) -> float:
-    """Return the largest absolute value (1 for an empty or all-zero series), used to keep sums finite."""
-    peak = float(np.max(np.abs(values))) if len(values) else 0.0
-    return peak if peak > 0 and math.isfinite(peak) else 1.0
+def _rounded(values: np.ndarray, digits: int) -> list[float | None]:
+    """Return :func:`_num` of every value of a 1-D array, vectorised; call under np.errstate(all="ignore").
+
+    rint(value × 10^digits) / 10^digits is the double nearest the decimal that round() picks, unless
+    the exact product may lie across a half from its floating-point value (which includes huge and
+    non-finite values): those few go through round() itself.
+    """
+    scale = 10.0 ** digits
+    scaled = values * scale
+    nearest = np.rint(scaled)
+    clear = np.abs(np.abs(scaled - nearest) - 0.5) > np.abs(scaled) * 2.0 ** -50
+    rounded = (nearest / scale).tolist()
+    if not clear.all():
+        for index in np.flatnonzero(~clear).tolist():
+            rounded[index] = _num(values[index], digits)
+    return rounded
+
+
+def _columns(digits: int, *columns: np.ndarray) -> list[list[float | None]]:
+    """Return each (rows,) column as a list of :func:`_num` values, rounding all in one pass."""
+    flat, size = _rounded(np.concatenate(columns), digits), len(columns[0])
+    return [flat[start:start + size] for start in range(0, len(flat), size)] if size else [[]] * len(columns)
 
 
 def trailing_means(values: np.ndarray, window: int) -> np.ndarray:
@@ -65,258 +102,133 @@ def trailing_means(values: np.ndarray, window: int) -> np.ndarray:
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
+def _row_medians(values: np.ndarray) -> np.ndarray:
+    """Return the median of each row of a (rows × n) array, n > 0, as np.median would (NaN if any)."""
+    n = values.shape[1]
+    ordered = np.partition(values, sorted({(n - 1) // 2, n // 2, n - 1}), axis=1)  # NaN sorts last
+    middle = ordered[:, n // 2] if n % 2 else (ordered[:, n // 2 - 1] + ordered[:, n // 2]) / 2
+    return np.where(np.isnan(ordered[:, -1]), np.nan, middle)
+
+
+def _summaries(batch: _Batch, dates: list[dt.date]) -> list[dict]:
+    """Return :func:`summarize` of every row."""
+    values, scales, units = batch.values, batch.scales, batch.units
+    rows, n = values.shape
+    if n == 0:
+        return [{"average": 0.0, "median": 0.0, "std_dev": 0.0, "min": 0.0, "max": 0.0, "total": 0.0,
+                 "peak_date": None, "percentage_change": None} for _ in range(rows)]
+    edge = min(SEASON, n)
+    first, last = units[:, :edge].mean(axis=1), units[:, -edge:].mean(axis=1)
+    change = np.where(first != 0, (last - first) / first * 100, np.nan)
+    average, median, std_dev, low, high, total, change = _columns(
+        2, batch.means * scales, _row_medians(values), np.sqrt(batch.squares / n) * scales,
+        values.min(axis=1), values.max(axis=1), batch.sums * scales, change)
+    peaks = np.argmax(values, axis=1).tolist()
+    return [{"average": average[r], "median": median[r], "std_dev": std_dev[r], "min": low[r], "max": high[r],
+             "total": total[r], "peak_date": dates[peaks[r]].isoformat(), "percentage_change": change[r]}
+            for r in range(rows)]
+
+
 def summarize(values: np.ndarray, dates: list[dt.date]) -> dict:
     """Return average, median, population std, min, max, total, peak_date and percentage_change."""
-    y = np.asarray(values, dtype=float)
-    if len(y) == 0:
-        return {"average": 0.0, "median": 0.0, "std_dev": 0.0, "min": 0.0, "max": 0.0, "total": 0.0,
-                "peak_date": None, "percentage_change": None}
-    scale = _scale_of(y)
-    unit = y / scale
-    edge = min(SEASON, len(y))
-    first, last = unit[:edge].mean(), unit[-edge:].mean()
     with np.errstate(all="ignore"):  # overflow past float max becomes None, not a warning
-        change = (last - first) / first * 100 if first != 0 else math.nan
-        return {
-            "average": _num(unit.mean() * scale, 2),
-            "median": _num(np.median(y), 2),
-            "std_dev": _num(unit.std() * scale, 2),
-            "min": _num(y.min(), 2),
-            "max": _num(y.max(), 2),
-            "total": _num(unit.sum() * scale, 2),
-            "peak_date": dates[int(np.argmax(y))].isoformat(),
-            "percentage_change": _num(change, 2),
-        }
+        return _summaries(_prepare(np.asarray(values, dtype=float)[None, :]), dates)[0]
 
 
-def _ols_line(y: np.ndarray) -> tuple[float, float, float, float]:
-    """Return slope, intercept, R² and the slope's two-sided p-value of y on day index."""
-    n = len(y)
+class _Lines(NamedTuple):
+    """Per row, the OLS line of value / scale on day index."""
+
+    slope: np.ndarray  # 0 for a flat row
+    intercept: np.ndarray
+    r_squared: np.ndarray
+    p_value: np.ndarray  # two-sided, of the slope; 1 for a flat row or fewer than 3 days
+
+
+def _ols_lines(batch: _Batch) -> _Lines:
+    """Return each row's OLS line of value / scale on day index."""
+    rows, n = batch.units.shape
     if n == 0:
-        return 0.0, 0.0, 0.0, 1.0
+        return _Lines(np.zeros(rows), np.zeros(rows), np.zeros(rows), np.ones(rows))
     x = np.arange(n) - (n - 1) / 2
-    mean = y.mean()
+    centred = batch.units - batch.means[:, None]
     sxx = float(x @ x)
-    slope = float(x @ (y - mean)) / sxx if sxx > 0 else 0.0
-    intercept = mean - slope * (n - 1) / 2
-    ss_tot = float(((y - mean) ** 2).sum())
-    ss_res = float(((y - mean - slope * x) ** 2).sum())
-    if ss_tot <= 0:
-        return 0.0, float(intercept), 0.0, 1.0
-    r_squared = min(max(1 - ss_res / ss_tot, 0.0), 1.0)
+    # One dot per row (a handful): a BLAS matrix product may round a row differently next to other rows.
+    slope = np.array([x @ row for row in centred]) / sxx if sxx > 0 else np.zeros(rows)
+    intercept = batch.means - slope * (n - 1) / 2
+    ss_res = ((centred - slope[:, None] * x) ** 2).sum(axis=1)
+    flat = batch.squares <= 0
+    r_squared = 1 - ss_res / np.where(flat, 1.0, batch.squares)
+    r_squared = np.where(r_squared > 1.0, 1.0, np.where(r_squared < 0.0, 0.0, r_squared))
     if n < 3:
-        return slope, float(intercept), r_squared, 1.0
-    if ss_res <= 0:
-        return slope, float(intercept), r_squared, 0.0
-    t_stat = slope / math.sqrt(ss_res / (n - 2) / sxx)
-    return slope, float(intercept), r_squared, float(2 * stats.t.sf(abs(t_stat), n - 2))
+        p_value = np.ones(rows)
+    else:
+        t_stat = slope / np.sqrt(ss_res / (n - 2) / sxx)
+        p_value = np.where(ss_res <= 0, 0.0, 2 * special.stdtr(n - 2, -np.abs(t_stat)))
+    return _Lines(np.where(flat, 0.0, slope), intercept, np.where(flat, 0.0, r_squared),
+                  np.where(flat, 1.0, p_value))
 
 
 def linear_trend(values: np.ndarray) -> dict:
     """Return the OLS line of value on day index: slope per day, intercept, r_squared, p_value."""
-    y = np.asarray(values, dtype=float)
-    scale = _scale_of(y)
-    slope, intercept, r_squared, p_value = _ols_line(y / scale)
-    return {"slope": _num(slope * scale, 4), "intercept": _num(intercept * scale, 4),
-            "r_squared": _num(r_squared, 4), "p_value": _num(p_value, 4)}
-
-
-def _weekday_medians(blocks: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Return per-row, per-weekday medians of blocks (rows, weeks, 7) whose first weeks may be NaN padding."""
-    ordered = np.sort(blocks, axis=1)  # NaN padding sorts last
-    low = np.take_along_axis(ordered, ((counts - 1) // 2)[:, None, None], axis=1)
-    high = np.take_along_axis(ordered, (counts // 2)[:, None, None], axis=1)
-    return (low + high)[:, 0, :] / 2
-
-
-def _weekday_profiles(y: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return per-cut weekday factors (multipliers, offsets, use-multiplicative flags) from data before it.
-
-    Factors are medians, per weekday, of each day's ratio to (or difference from) its centred 7-day
-    mean over the last weeks whose centred mean is known; the form that fits those weeks better wins
-    (multiplicative needs a positive centred mean throughout). Columns are indexed by day index % 7.
-    """
-    weeks = np.minimum(PROFILE_WEEKS, (cuts - SEASON + 1) // SEASON)
-    most = int(weeks.max())
-    centred = np.convolve(y, np.ones(SEASON) / SEASON, mode="valid")  # centred[j] is centred on day j + 3
-    days = cuts[:, None] - 3 - SEASON * most + np.arange(SEASON * most)  # the last has a known centred mean
-    used = np.arange(SEASON * most) >= SEASON * (most - weeks[:, None])
-    days = np.where(used, days, 3)
-    level = centred[days - 3]
-    observed = y[days]
-    blocks = (len(cuts), most, SEASON)
     with np.errstate(all="ignore"):
-        ratio = np.where(used, observed / level, np.nan)
-    ratios = _weekday_medians(ratio.reshape(blocks), weeks)
-    offsets = _weekday_medians(np.where(used, observed - level, np.nan).reshape(blocks), weeks)
-    ratio_mean = ratios.mean(axis=1, keepdims=True)
-    ratios = np.where(ratio_mean > 0, ratios / np.where(ratio_mean > 0, ratio_mean, 1.0), 1.0)
-    offsets = offsets - offsets.mean(axis=1, keepdims=True)
-    position = np.arange(SEASON * most) % SEASON
-    misfit_ratio = (np.abs(observed - level * ratios[:, position]) * used).sum(axis=1)
-    misfit_offset = (np.abs(observed - level - offsets[:, position]) * used).sum(axis=1)
-    positive = ((level > 0) | ~used).all(axis=1) & (ratio_mean[:, 0] > 0)
-    multiplicative = positive & (misfit_ratio <= misfit_offset)
-    # Rotate columns from "position in the window" to "day index % 7".
-    order = (np.arange(SEASON)[None, :] - (cuts[:, None] - 3 - SEASON * most)) % SEASON
-    return (np.take_along_axis(ratios, order, axis=1), np.take_along_axis(offsets, order, axis=1),
-            multiplicative)
+        batch = _prepare(np.asarray(values, dtype=float)[None, :])
+        line = _ols_lines(batch)
+        (slope,), (intercept,), (r_squared,), (p_value,) = _columns(
+            4, line.slope * batch.scales, line.intercept * batch.scales, line.r_squared, line.p_value)
+    return {"slope": slope, "intercept": intercept, "r_squared": r_squared, "p_value": p_value}
 
 
-def _holt_grid(target: np.ndarray, factor: np.ndarray, adjusted: np.ndarray, weights: np.ndarray,
-               start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run damped Holt for every cut (row) and grid point; return final level, slope and one-step SSE.
+def _forecast_points(forecasts: np.ndarray, sds: np.ndarray, scales: np.ndarray,
+                     last_day: dt.date) -> list[list[dict]]:
+    """Return each row's forecast (in units of its scale) as dated dicts with 95 % bounds, all clipped at 0.
 
-    Inputs are (cuts, span): target = observed − additive factor, factor = multiplicative factor,
-    adjusted = weekday-adjusted data, weights = 1 where a day updates the level. Row r starts at
-    column start[r]: level = its first week's mean, slope = its second week's mean minus that, / 7.
+    Rounding is monotonic, so bounds are ordered before rounding. A value past float max becomes 0, a
+    lower bound past it 0 and an upper bound past it the value.
     """
-    cuts, span = target.shape
-    grid = len(_GRID_ALPHA)
-    columns = np.arange(span)
-
-    def week_mean(offset: int) -> np.ndarray:
-        week = start[:, None] + offset + np.arange(SEASON)
-        total = np.take_along_axis(adjusted * weights, week, axis=1).sum(axis=1)
-        return total / np.maximum(np.take_along_axis(weights, week, axis=1).sum(axis=1), 1)
-
-    first = week_mean(0)
-    trend_start = (columns == start[:, None] + SEASON) * ((week_mean(SEASON) - first) / SEASON)[:, None]
-    has_trend = _GRID_PHI > 0
-    # Until its own history begins a row's state sits still: weights are 0 and the slope is injected late.
-    level = (first[:, None] + 3 * trend_start.sum(axis=1)[:, None] * has_trend).ravel()  # week's middle day
-    slope = np.zeros_like(level)
-    scored = columns >= start[:, None] + np.where(span - start >= 3 * SEASON, 2 * SEASON, SEASON)[:, None]
-
-    def per_config(values: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(np.repeat(values.T, grid, axis=1))  # (span, cuts × grid)
-
-    # Flat, pre-broadcast, in-place arrays: the loop is bound by per-call overhead, not arithmetic.
-    target_t, factor_t, adjusted_t = per_config(target), per_config(factor), per_config(adjusted)
-    gain = per_config(weights) * np.tile(_GRID_ALPHA, cuts)
-    trend_kick = per_config(trend_start) * np.tile(has_trend, cuts)
-    phi, beta = np.tile(_GRID_PHI, cuts), np.tile(_GRID_BETA, cuts)
-    trend_steps = set((start + SEASON).tolist())
-    errors = np.zeros((span, len(level)))
-    forecast, damped, step = np.empty_like(level), np.empty_like(level), np.empty_like(level)
-    for t in range(SEASON, span):
-        if t in trend_steps:
-            slope += trend_kick[t]
-        np.multiply(phi, slope, out=damped)
-        np.add(level, damped, out=forecast)
-        np.multiply(forecast, factor_t[t], out=errors[t])
-        np.subtract(target_t[t], errors[t], out=errors[t])
-        np.subtract(adjusted_t[t], forecast, out=step)
-        step *= gain[t]
-        np.add(forecast, step, out=level)
-        np.multiply(beta, step, out=slope)
-        slope += damped
-    sse = (errors.reshape(span, cuts, grid) ** 2 * scored.T[:, :, None]).sum(axis=0)
-    return level.reshape(cuts, grid), slope.reshape(cuts, grid), sse
+    rows = len(forecasts)
+    centre = np.where(forecasts < 0.0, 0.0, forecasts)  # max(forecast, 0.0), NaN kept
+    width = Z_95 * sds
+    scale = scales[:, None]
+    value = centre * scale
+    value = np.where(np.isfinite(value), value, 0.0)
+    lower = np.where(centre - width < 0.0, 0.0, centre - width) * scale
+    lower = np.minimum(np.where(np.isfinite(lower), lower, 0.0), value)
+    upper = (centre + width) * scale
+    upper = np.where(np.isfinite(upper), np.maximum(upper, value), value)
+    # + 0.0 turns -0.0 into 0.0.
+    values, lowers, uppers = _columns(2, value.ravel() + 0.0, lower.ravel() + 0.0, upper.ravel() + 0.0)
+    dates = [(last_day + dt.timedelta(days=h + 1)).isoformat() for h in range(HORIZON)]
+    return [[{"date": date, "value": v, "lower": lo, "upper": up} for date, v, lo, up in zip(
+        dates, values[start:start + HORIZON], lowers[start:start + HORIZON], uppers[start:start + HORIZON],
+        strict=True)] for start in range(0, rows * HORIZON, HORIZON)]
 
 
-def _smoothing_forecasts(y: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Return the seasonally adjusted damped-Holt forecast of the HORIZON days after each cut.
-
-    The level (and damped trend) is smoothed on weekday-adjusted data over the last FIT_WINDOW_DAYS
-    before each cut; smoothing parameters are picked per cut from the grid by in-sample one-step squared
-    error. All cuts and grid points run in one vectorised pass, shorter histories left-padded.
-    """
-    ratios, offsets, multiplicative = _weekday_profiles(y, cuts)
-    span = min(FIT_WINDOW_DAYS, int(cuts.max()))
-    start = span - np.minimum(span, cuts)  # first real column of each row
-    rows = np.arange(len(cuts))[:, None]
-    columns = np.arange(span)
-    days = np.maximum(cuts[:, None] - span + columns, 0)
-    factor = np.where(multiplicative[:, None], ratios[rows, days % SEASON], 1.0)
-    shift = np.where(multiplicative[:, None], 0.0, offsets[rows, days % SEASON])
-    informative = (factor >= CLOSED_DAY_FACTOR) & (columns >= start[:, None])
-    observed = y[days]
-    adjusted = np.where(informative, (observed - shift) / np.where(informative, factor, 1.0), 0.0)
-    level, slope, sse = _holt_grid(observed - shift, factor, adjusted, informative.astype(float), start)
-    best = np.argmin(sse, axis=1)
-    path = level[rows[:, 0], best][:, None] + slope[rows[:, 0], best][:, None] * _GRID_DAMPING[best]
-    ahead = cuts[:, None] + np.arange(HORIZON)
-    ahead_factor = np.where(multiplicative[:, None], ratios[rows, ahead % SEASON], 1.0)
-    ahead_shift = np.where(multiplicative[:, None], 0.0, offsets[rows, ahead % SEASON])
-    return np.maximum(path * ahead_factor + ahead_shift, 0.0)
-
-
-def _candidate_forecasts(y: np.ndarray, cuts: np.ndarray) -> dict[str, np.ndarray]:
-    """Return each candidate method's HORIZON-day forecasts after every cut, shape (cuts, HORIZON)."""
-    seasonal_naive = y[cuts[:, None] - SEASON + np.arange(HORIZON) % SEASON]
-    smoothing = _smoothing_forecasts(y, cuts)
-    return {
-        "seasonal_naive": seasonal_naive,
-        "naive": np.repeat(y[cuts - 1][:, None], HORIZON, axis=1),
-        "seasonal_holt": smoothing,
-        "combination": (seasonal_naive + smoothing) / 2,
-    }
-
-
-def _in_sample_scales(y: np.ndarray, cuts: np.ndarray, lag: int) -> np.ndarray:
-    """Return the mean absolute lag-`lag` difference of y[:cut] for every cut (the MASE denominator)."""
-    running = np.concatenate([[0.0], np.cumsum(np.abs(y[lag:] - y[:-lag]))])
-    return running[cuts - lag] / (cuts - lag)
-
-
-def _short_history_forecast(y: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
-    """Return method, forecast and per-horizon sd for a history too short to backtest."""
-    n = len(y)
-    if n >= SEASON:
-        method, values = "seasonal_naive", y[n - SEASON + np.arange(HORIZON) % SEASON]
-    else:
-        method, values = "naive", np.full(HORIZON, y[-1] if n else 0.0)
-    step_sd = float(np.sqrt(np.mean(np.diff(y) ** 2))) if n >= 2 else 0.0
-    # Random-walk widths: lag-1 differences include the weekday swing, so this errs on the wide side.
-    return method, values, step_sd * np.sqrt(np.arange(1, HORIZON + 1))
-
-
-def _select_forecast(y: np.ndarray) -> tuple[str, np.ndarray, np.ndarray, dict]:
-    """Return the method with the lowest rolling-origin MASE, its forecast, per-horizon sd and backtest."""
-    n = len(y)
-    origins = n - SEASON * np.arange(MAX_ORIGINS, 0, -1)
-    origins = origins[origins >= MIN_TRAINING_DAYS]
-    no_backtest = {"mase": None, "seasonal_naive_mase": None, "origins": 0}
-    if len(origins) == 0:
-        return (*_short_history_forecast(y), no_backtest)
-    cuts = np.append(origins, n)
-    candidates = _candidate_forecasts(y, cuts)
-    actual = y[origins[:, None] + np.arange(HORIZON)]
-    scales = _in_sample_scales(y, origins, SEASON)
-    scales = np.where(scales > 0, scales, _in_sample_scales(y, origins, 1))
-    scored = scales > 0
-    if not scored.any():
-        method, values, sd = _short_history_forecast(y)
-        return method, values, sd, {**no_backtest, "origins": len(origins)}
-    errors = {name: actual - fc[:-1] for name, fc in candidates.items()}
-    mase = {name: float(np.mean(np.abs(error[scored]).mean(axis=1) / scales[scored]))
-            for name, error in errors.items()}
-    method = min(mase, key=mase.__getitem__)  # ties keep the simpler, earlier candidate
-    if len(origins) >= MIN_ORIGINS_FOR_INTERVALS:
-        sd = np.maximum.accumulate(np.sqrt(np.mean(errors[method] ** 2, axis=0)))
-    else:
-        sd = _short_history_forecast(y)[2]
-    backtest = {"mase": _num(mase[method], 4), "seasonal_naive_mase": _num(mase["seasonal_naive"], 4),
-                "origins": len(origins)}
-    return method, candidates[method][-1], sd, backtest
-
-
-def _forecast_points(forecast: np.ndarray, sd: np.ndarray, scale: float, last_day: dt.date) -> list[dict]:
-    """Return the forecast (in units of scale) as dated dicts with 95 % bounds, all clipped at 0."""
-    points = []
-    for h in range(HORIZON):
-        # Python floats: past float max they become inf (then None) without numpy overflow warnings.
-        centre, width = max(float(forecast[h]), 0.0), Z_95 * float(sd[h])
-        value = _num(centre * scale, 2) or 0.0
-        upper = _num((centre + width) * scale, 2)
-        points.append({
-            "date": (last_day + dt.timedelta(days=h + 1)).isoformat(),
-            "value": value,
-            "lower": min(_num(max(centre - width, 0.0) * scale, 2) or 0.0, value),
-            "upper": value if upper is None else max(upper, value),
-        })
-    return points
+def _trend_analyses(batch: _Batch, lines: _Lines, dates: list[dt.date]) -> list[dict]:
+    """Return :func:`trend_analysis` of every row, given its OLS line."""
+    rows, n = batch.units.shape
+    slope, r_squared = lines.slope, lines.r_squared
+    mean = batch.means
+    change = np.abs(slope) * max(n - 1, 0)
+    relative = np.where(mean != 0, change / np.where(mean != 0, np.abs(mean), 1.0), (change > 0) * 1.0)
+    moving = (lines.p_value < SIGNIFICANCE) & (slope != 0) & (relative >= MIN_RELATIVE_CHANGE)
+    direction = np.where(moving, np.where(slope > 0, "increasing", "decreasing"), "stable").tolist()
+    share = relative / FULL_STRENGTH_CHANGE
+    strength = r_squared * np.where(share < 1.0, share, 1.0)  # min(1.0, share)
+    selection = select_forecasts(batch.units)
+    points = (_forecast_points(selection.forecasts, selection.sds, batch.scales, dates[-1]) if n
+              else [[] for _ in range(rows)])
+    confidence, slope_per_day, strength, mase, seasonal_naive_mase = _columns(
+        4, r_squared, slope * batch.scales, strength, selection.mase, selection.seasonal_naive_mase)
+    return [{
+        "direction": direction[r],
+        "confidence": confidence[r],
+        "slope": slope_per_day[r],
+        "strength": strength[r],
+        "forecast": points[r],
+        "method": selection.methods[r],
+        "backtest": {"mase": mase[r], "seasonal_naive_mase": seasonal_naive_mase[r],
+                     "origins": selection.origins},
+    } for r in range(rows)]
 
 
 def trend_analysis(values: np.ndarray, dates: list[dt.date]) -> dict:
@@ -329,37 +241,84 @@ def trend_analysis(values: np.ndarray, dates: list[dt.date]) -> dict:
     backtest: the chosen method's and seasonal naive's MASE, averaged over the origins (each scaled by
     the in-sample seasonal-naive MAE of its own training data); None when there is nothing to score.
     """
-    y = np.asarray(values, dtype=float)
-    if len(y) != len(dates):
-        raise ValueError(f"{len(y)} values but {len(dates)} dates")
-    scale = _scale_of(y)
-    unit = y / scale
-    slope, _, r_squared, p_value = _ols_line(unit)
-    mean = float(unit.mean()) if len(unit) else 0.0
-    change = abs(slope) * max(len(y) - 1, 0)
-    relative = change / abs(mean) if mean != 0 else (1.0 if change > 0 else 0.0)
-    direction = "stable"
-    if p_value < SIGNIFICANCE and slope != 0 and relative >= MIN_RELATIVE_CHANGE:
-        direction = "increasing" if slope > 0 else "decreasing"
+    values = _validated(np.asarray(values, dtype=float)[None, :], dates)
     with np.errstate(all="ignore"):
-        method, forecast, sd, backtest = _select_forecast(unit)
-    points = _forecast_points(forecast, sd, scale, dates[-1]) if dates else []
-    return {
-        "direction": direction,
-        "confidence": _num(r_squared, 4),
-        "slope": _num(slope * scale, 4),
-        "strength": _num(r_squared * min(1.0, relative / FULL_STRENGTH_CHANGE), 4),
-        "forecast": points,
-        "method": method,
-        "backtest": backtest,
-    }
+        batch = _prepare(values)
+        return _trend_analyses(batch, _ols_lines(batch), dates)[0]
 
 
-def _weekday_design(n: int) -> np.ndarray:
-    """Return the OLS design matrix: intercept, day index and six weekday dummies."""
+def _weekday_trend_residuals(units: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Return each row's residuals from a trend-plus-weekday fit to its weighted days (None: all days
+    weigh 1), and which fits held.
+
+    The fit (one intercept per weekday plus a common slope: the same lines as intercept + day index +
+    six dummies) is solved in closed form. It fails where a weekday has no weighted day.
+    """
+    rows, n = units.shape
+    weeks = -(-n // SEASON)
+    x = np.arange(weeks * SEASON, dtype=float).reshape(weeks, SEASON)
+    y = np.zeros((rows, weeks * SEASON))  # whole weeks; padding days weigh nothing
+    y[:, :n] = units
+    y = y.reshape(rows, weeks, SEASON)
+    if weights is None:
+        w = (x < n) * 1.0  # shared by all rows
+    else:
+        w = np.zeros((rows, weeks * SEASON))
+        w[:, :n] = weights
+        w = w.reshape(rows, weeks, SEASON)
+    count = w.sum(axis=-2)
+    held = (count > 0).all(axis=-1)
+    count = np.where(count > 0, count, 1.0)[..., None, :]
+    dx = x - (w * x).sum(axis=-2)[..., None, :] / count
+    dy = y - (w * y).sum(axis=-2)[..., None, :] / count
+    w_dx = w * dx
+    spread = np.broadcast_to((w_dx * dx).sum(axis=(-2, -1)), (rows,))
+    slope = (w_dx * dy).sum(axis=(-2, -1)) / np.where(spread > 0, spread, 1.0)
+    return (dy - slope[:, None, None] * dx).reshape(rows, -1)[:, :n], held & (spread > 0)
+
+
+def _lstsq_residuals(unit: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """Return one row's residuals from the least-squares (minimum-norm) fit to its weighted days."""
+    n = len(unit)
     index = np.arange(n)
     dummies = (index[:, None] % SEASON == np.arange(1, SEASON)[None, :]).astype(float)
-    return np.column_stack([np.ones(n), index / n, dummies])
+    design = np.column_stack([np.ones(n), index / n, dummies])
+    fit = slice(None) if weights is None else weights > 0
+    return unit - design @ np.linalg.lstsq(design[fit], unit[fit], rcond=None)[0]
+
+
+def _robust_fit(units: np.ndarray, weights: np.ndarray | None,
+                floors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each row's residuals from its fit to its weighted days, and their robust sd (≥ floors)."""
+    residuals, held = _weekday_trend_residuals(units, weights)
+    for row in np.flatnonzero(~held):  # a weekday left without days: keep lstsq's minimum-norm answer
+        residuals[row] = _lstsq_residuals(units[row], None if weights is None else weights[row])
+    sds = MAD_TO_SD * _row_medians(np.abs(residuals - _row_medians(residuals)[:, None]))
+    return residuals, np.where(floors > sds, floors, sds)  # max(sds, floors)
+
+
+def _anomaly_lists(batch: _Batch, dates: list[dt.date]) -> list[list[dict]]:
+    """Return :func:`anomalies` of every row."""
+    values, scales, units = batch.values, batch.scales, batch.units
+    rows, n = values.shape
+    if n < MIN_TRAINING_DAYS:
+        return [[] for _ in range(rows)]
+    floors = MIN_ANOMALY_SD * np.abs(units).mean(axis=1)
+    tiny = np.finfo(float).tiny
+    floors = np.where(tiny > floors, tiny, floors)  # max(floors, tiny)
+    residuals, sds = _robust_fit(units, None, floors)
+    inliers = np.abs(residuals) <= ANOMALY_THRESHOLD * sds[:, None]
+    refit = np.flatnonzero((inliers.sum(axis=1) > ANOMALY_FIT_PARAMETERS) & ~inliers.all(axis=1))
+    if len(refit):
+        residuals[refit], sds[refit] = _robust_fit(units[refit], inliers[refit] * 1.0, floors[refit])
+    found = [[] for _ in range(rows)]
+    row, day = np.nonzero(np.abs(residuals) > ANOMALY_THRESHOLD * sds[:, None])
+    residual = residuals[row, day]
+    value, expected, score = _columns(2, values[row, day], (units[row, day] - residual) * scales[row],
+                                      residual / sds[row])
+    for r, i, number, fitted, z in zip(row.tolist(), day.tolist(), value, expected, score, strict=True):
+        found[r].append({"date": dates[i].isoformat(), "value": number, "expected": fitted, "score": z})
+    return found
 
 
 def anomalies(values: np.ndarray, dates: list[dt.date]) -> list[dict]:
@@ -369,48 +328,36 @@ def anomalies(values: np.ndarray, dates: list[dt.date]) -> list[dict]:
     sd is 1.4826 × MAD of the residuals, floored at 1 % of the mean absolute value: a flat series flags
     nothing, a flat series with one spike flags the spike. Needs at least 14 days, else [].
     """
-    y = np.asarray(values, dtype=float)
-    if len(y) < MIN_TRAINING_DAYS:
-        return []
-    scale = _scale_of(y)
-    unit = y / scale
-    design = _weekday_design(len(y))
-    floor = max(MIN_ANOMALY_SD * float(np.mean(np.abs(unit))), np.finfo(float).tiny)
-
-    def residuals(rows: np.ndarray) -> tuple[np.ndarray, float]:
-        coefficients = np.linalg.lstsq(design[rows], unit[rows], rcond=None)[0]
-        residual = unit - design @ coefficients
-        return residual, max(MAD_TO_SD * float(np.median(np.abs(residual - np.median(residual)))), floor)
-
-    residual, sd = residuals(np.ones(len(y), dtype=bool))
-    inliers = np.abs(residual) <= ANOMALY_THRESHOLD * sd
-    if inliers.sum() >= design.shape[1] + 1 and not inliers.all():
-        residual, sd = residuals(inliers)
-    found = []
-    for i in np.flatnonzero(np.abs(residual) > ANOMALY_THRESHOLD * sd):
-        found.append({"date": dates[i].isoformat(), "value": _num(y[i], 2),
-                      "expected": _num((unit[i] - residual[i]) * scale, 2),
-                      "score": _num(residual[i] / sd, 2)})
-    return found
+    with np.errstate(all="ignore"):
+        return _anomaly_lists(_prepare(np.asarray(values, dtype=float)[None, :]), dates)[0]
 
 
 def analyze(values: np.ndarray, dates: list[dt.date]) -> dict:
     """Return one metric's summary: statistics, the linear trend's slope/R²/p-value, the trend
     analysis with its forecast, and the anomalies."""
-    line = linear_trend(values)
-    return {
-        **summarize(values, dates),
-        "trend_slope": line["slope"],
-        "trend_confidence": line["r_squared"],
-        "p_value": line["p_value"],
-        "trend_analysis": trend_analysis(values, dates),
-        "anomalies": anomalies(values, dates),
-    }
+    return analyze_many(np.asarray(values, dtype=float)[None, :], dates)[0]
 
 
 def analyze_many(series: np.ndarray, dates: list[dt.date]) -> list[dict]:
     """Return :func:`analyze` for each row of a (metrics × days) array sharing the same dates."""
-    return [analyze(row, dates) for row in np.asarray(series, dtype=float)]
+    values = _validated(series, dates)
+    if len(values) == 0:
+        return []
+    with np.errstate(all="ignore"):  # overflow past float max becomes None, not a warning
+        batch = _prepare(values)
+        lines = _ols_lines(batch)
+        summaries = _summaries(batch, dates)
+        analyses = _trend_analyses(batch, lines, dates)
+        found = _anomaly_lists(batch, dates)
+        slopes, r_squareds, p_values = _columns(4, lines.slope * batch.scales, lines.r_squared, lines.p_value)
+    return [{
+        **summaries[r],
+        "trend_slope": slopes[r],
+        "trend_confidence": r_squareds[r],
+        "p_value": p_values[r],
+        "trend_analysis": analyses[r],
+        "anomalies": found[r],
+    } for r in range(len(values))]
 
 
 class TrendAnalyzer:

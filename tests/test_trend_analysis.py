@@ -269,6 +269,15 @@ def test_anomalies_flag_nothing_on_a_perfectly_flat_series():
     assert ta.anomalies(np.full(60, 10.0), days(60)) == []
 
 
+def test_anomalies_flag_every_day_of_a_weekday_that_is_all_outliers():
+    values = np.full(28, 10.0)
+    values[0::7] = [1000.0, 5000.0, 1000.0, 5000.0]  # the refit has no Monday left to fit
+    found = ta.anomalies(values, days(28))
+    assert [anomaly["date"] for anomaly in found] == [(START + dt.timedelta(days=d)).isoformat()
+                                                      for d in (0, 7, 14, 21)]
+    assert found[0]["expected"] == 8.57  # the minimum-norm least-squares fit's Monday
+
+
 def test_anomalies_need_fourteen_days():
     values = np.full(13, 1.0)
     values[5] = 1000.0
@@ -315,3 +324,99 @@ def test_any_non_negative_series_gives_json_safe_results(raw):
 def test_trend_analyzer_exposes_the_module_functions():
     assert ta.TrendAnalyzer.summarize(np.array([1.0]), days(1))["total"] == 1.0
     assert ta.TrendAnalyzer().linear_trend(np.array([1.0, 2.0, 3.0]))["slope"] == 1.0
+
+
+# analyze_many: a batch of metrics sharing their dates
+
+
+def batch_rows(n: int, seed: int) -> np.ndarray:
+    """Nine series of n days mixing ordinary, weekday-heavy and degenerate rows."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    spiky = rng.poisson(50, n).astype(float)
+    spiky[rng.random(n) < 0.05] *= 20
+    late_start = np.zeros(n)
+    late_start[n // 2:] = rng.poisson(30, n - n // 2)
+    wild_mondays = np.full(n, 10.0)
+    wild_mondays[::7] = np.resize([1000.0, 5000.0], len(wild_mondays[::7]))
+    return np.array([
+        rng.poisson(200 * WEEKDAY_HEAVY[t % 7]).astype(float),
+        wild_mondays,
+        np.round(rng.lognormal(3, 1, n), 2),
+        spiky,
+        late_start,
+        np.zeros(n),
+        np.full(n, 7.0),
+        rng.uniform(1e12, 1e13, n),
+        rng.uniform(0, 1e300, n),
+    ])
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 6, 7, 13, 14, 15, 21, 29, 60, 91, 120, 365])
+def test_analyze_many_gives_each_row_what_analyze_gives_it_alone(n):
+    series, dates = batch_rows(n, seed=n), days(n)
+    results = ta.analyze_many(series, dates)
+    assert len(results) == len(series)
+    for values, result in zip(series, results, strict=True):
+        assert result == ta.analyze(values, dates)
+    assert_json_safe(results)
+
+
+def test_analyze_many_rows_do_not_depend_on_their_neighbours():
+    series, dates = batch_rows(120, seed=3), days(120)
+    alone = [ta.analyze_many(row[None, :], dates)[0] for row in series]
+    order = np.random.default_rng(4).permutation(len(series))
+    shuffled = ta.analyze_many(series[order], dates)
+    assert [shuffled[list(order).index(i)] for i in range(len(series))] == alone
+
+
+def test_analyze_many_agrees_with_the_single_series_functions():
+    series, dates = batch_rows(60, seed=5), days(60)
+    for values, result in zip(series, ta.analyze_many(series, dates), strict=True):
+        line = ta.linear_trend(values)
+        assert ta.summarize(values, dates).items() <= result.items()
+        assert (result["trend_slope"], result["trend_confidence"], result["p_value"]) == (
+            line["slope"], line["r_squared"], line["p_value"])
+        assert result["trend_analysis"] == ta.trend_analysis(values, dates)
+        assert result["anomalies"] == ta.anomalies(values, dates)
+
+
+def test_analyze_many_returns_separate_dicts_per_row():
+    results = ta.analyze_many(np.ones((2, 30)), days(30))
+    results[0]["previous_period"] = None  # the service adds keys to each summary
+    results[0]["trend_analysis"]["backtest"]["origins"] = -1
+    assert "previous_period" not in results[1] and results[1]["trend_analysis"]["backtest"]["origins"] == 2
+
+
+def test_analyze_many_of_no_metrics_is_empty():
+    assert ta.analyze_many(np.empty((0, 30)), days(30)) == []
+
+
+def test_analyze_many_rejects_a_shape_that_does_not_match_the_dates():
+    with pytest.raises(ValueError):
+        ta.analyze_many(np.ones((3, 5)), days(4))
+    with pytest.raises(ValueError):
+        ta.analyze_many(np.ones(5), days(5))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(min_value=0, max_value=90).flatmap(lambda n: st.lists(
+    st.lists(st.floats(min_value=0, max_value=1e300), min_size=n, max_size=n), min_size=1, max_size=6)))
+def test_any_non_negative_batch_gives_json_safe_rows_equal_to_analyze(raw):
+    series = np.array(raw, dtype=float).reshape(len(raw), -1)
+    dates = days(series.shape[1])
+    results = ta.analyze_many(series, dates)
+    json.dumps(results, allow_nan=False)
+    assert results == [ta.analyze(values, dates) for values in series]
+
+
+NEAR_HALF_CENTS = st.integers(-10**6, 10**6).map(lambda k: k / 100 + 0.005)  # where rounding is delicate
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | NEAR_HALF_CENTS)
+def test_rounding_matches_python_round_for_any_float(value):
+    for digits in (2, 4):
+        expected = round(value, digits) if np.isfinite(value) else None
+        with np.errstate(all="ignore"):
+            (rounded,) = ta._rounded(np.array([value]), digits)
+        assert rounded == expected and (expected is None or str(rounded) == str(expected))
