@@ -210,8 +210,8 @@ def check_csrf() -> Response | None:
     """Refuse a state-changing request authenticated by cookie without the session's CSRF token."""
     if request.method in SAFE_METHODS or g.auth_method != "cookie":
         return None
-    if request.endpoint in CSRF_EXEMPT_ENDPOINTS:
-        return None
+    if request.endpoint in CSRF_EXEMPT_ENDPOINTS or request.routing_exception is not None:
+        return None  # a 404 or 405 changes nothing, so it keeps its own answer
     sent = request.headers.get(CSRF_HEADER) or request.form.get("csrf_token") or ""
     if hmac.compare_digest(sent, g.csrf_token or ""):
         return None

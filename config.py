@@ -9,6 +9,7 @@ so ``FLASK_ACTIVITY_BACKGROUND_TASKS=false`` is the boolean ``False``.
 
 from __future__ import annotations
 
+import re
 import zoneinfo
 from typing import Any
 
@@ -57,8 +58,20 @@ DEFAULTS: dict[str, Any] = {
     "ACTIVITY_TRUSTED_PROXIES": 0,
     # Requests slower than this (ms) log a warning, per endpoint.
     "ACTIVITY_SLOW_MS": {"trends": 2000, "export": 5000, "default": 2000},
-    # Leader lock for background jobs: None means a flock file (or Redis when ACTIVITY_REDIS_URL).
+    # Leader lock for background jobs: file:// (beside the database) or redis://… (None: Redis URL or file).
     "ACTIVITY_LEADER_LOCK_URL": None,
+    # Seconds a Redis leader lock lives unless its holder renews it.
+    "ACTIVITY_LEADER_LOCK_TTL": 30,
+    # Seconds between scheduler ticks; also how often a follower tries to become leader.
+    "ACTIVITY_SCHEDULER_TICK_SECONDS": 5,
+    # Local time (HH:MM or HH:MM:SS, ACTIVITY_TIMEZONE) of the daily summaries job.
+    "ACTIVITY_DAILY_SUMMARY_AT": "02:00",
+    # Local time on Sundays of the retention purge (raw activity, audit log, expired sessions).
+    "ACTIVITY_LOG_CLEANUP_AT": "03:00",
+    # Minutes between cache warming runs.
+    "ACTIVITY_CACHE_WARM_MINUTES": 60,
+    # Minutes between removals of expired cache entries.
+    "ACTIVITY_CACHE_CLEANUP_MINUTES": 15,
     # Hours a login session lasts.
     "SESSION_LIFETIME_HOURS": 8,
     # Send the session cookie only over HTTPS.
@@ -98,6 +111,10 @@ def validate_config(config: dict[str, Any]) -> None:
         "SESSION_LIFETIME_HOURS",
         "LOGIN_MAX_FAILED_ATTEMPTS",
         "LOGIN_LOCK_MINUTES",
+        "ACTIVITY_LEADER_LOCK_TTL",
+        "ACTIVITY_SCHEDULER_TICK_SECONDS",
+        "ACTIVITY_CACHE_WARM_MINUTES",
+        "ACTIVITY_CACHE_CLEANUP_MINUTES",
     ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -108,5 +125,11 @@ def validate_config(config: dict[str, Any]) -> None:
         url = config[key]
         if url is not None and not str(url).startswith(("memory://", "redis://", "rediss://", "unix://")):
             raise ConfigError(f"{key}={url!r} must start with memory:// or redis://.")
+    lock_url = config["ACTIVITY_LEADER_LOCK_URL"]
+    if lock_url is not None and not str(lock_url).startswith(("file://", "redis://", "rediss://", "unix://")):
+        raise ConfigError(f"ACTIVITY_LEADER_LOCK_URL={lock_url!r} must start with file:// or redis://.")
+    for key in ("ACTIVITY_DAILY_SUMMARY_AT", "ACTIVITY_LOG_CLEANUP_AT"):
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", str(config[key])):
+            raise ConfigError(f"{key}={config[key]!r} must be a local time HH:MM or HH:MM:SS.")
     if not isinstance(config["ACTIVITY_TRACKING_EXCLUDE_PATHS"], (list, tuple)):
         raise ConfigError("ACTIVITY_TRACKING_EXCLUDE_PATHS must be a list of path prefixes.")

@@ -1,0 +1,375 @@
+"""The admin activity API under /api/admin/activity: validation, auth, responses.
+
+No SQL here: the service answers, this module checks what was asked and who
+asks, and shapes the answer (JSON, CSV, ETag, audit rows).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+import activity_health
+import audit
+import rate_limiting
+from activity_trends_service import METRICS, ActivityTrendsService, InvalidQuery, canonical_metrics
+from auth import client_ip, role_required
+from daily_summaries import bump_data_version
+from db import connect, get_db
+from errors import json_error
+from openapi_spec import build_openapi
+from timeutil import local_today
+from trends_cache import get_cache
+
+bp = Blueprint("activity_trends", __name__, url_prefix="/api/admin/activity")
+
+DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+EARLIEST_DATE = dt.date(1970, 1, 1)
+DEFAULT_RANGE_DAYS = 30
+BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+RANGE_PARAMS = ("start_date", "end_date")
+TRENDS_PARAMS = frozenset({"start_date", "end_date", "metrics", "cache_bypass"})
+EXPORT_PARAMS = frozenset({"start_date", "end_date", "metrics", "cache_bypass", "format"})
+BREAKDOWN_PARAMS = frozenset({"start_date", "end_date"})
+
+
+class BadRequest(Exception):
+    """A parameter the API cannot accept; the message says what is accepted."""
+
+    def __init__(self, message: str, parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+# --- parameters ----------------------------------------------------------------
+
+
+def reject_unknown_parameters(accepted: frozenset[str]) -> None:
+    """Refuse parameters the endpoint does not know, so a typo never goes unnoticed."""
+    unknown = sorted(set(request.args) - accepted)
+    if unknown:
+        raise BadRequest(
+            f"Unknown parameter {unknown[0]!r}; this endpoint accepts {', '.join(sorted(accepted))}.",
+            unknown[0],
+        )
+
+
+def single_arg(name: str) -> str | None:
+    """Return a parameter given at most once."""
+    values = request.args.getlist(name)
+    if len(values) > 1:
+        raise BadRequest(f"Give {name} at most once.", name)
+    return values[0] if values else None
+
+
+def parse_date(name: str) -> dt.date | None:
+    """Parse a strict YYYY-MM-DD parameter, or None when absent."""
+    raw = single_arg(name)
+    if raw is None:
+        return None
+    try:
+        if not DATE_PATTERN.match(raw):
+            raise ValueError
+        value = dt.date.fromisoformat(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a date written YYYY-MM-DD, such as 2026-01-31.", name) from None
+    if value < EARLIEST_DATE:
+        raise BadRequest(f"{name} must be {EARLIEST_DATE} or later.", name)
+    return value
+
+
+def parse_range() -> tuple[dt.date, dt.date]:
+    """Return (start, end); by default the last 30 completed local days."""
+    today = local_today(current_app.config["ACTIVITY_TIMEZONE"])
+    start, end = parse_date("start_date"), parse_date("end_date")
+    if end is None:
+        end = today - dt.timedelta(days=1)
+        if start is not None and start > end:
+            end = start
+    if start is None:
+        start = end - dt.timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if end > today:
+        raise BadRequest(
+            f"end_date {end} is in the future; the latest accepted day is today, {today}.", "end_date"
+        )
+    if end < start:
+        raise BadRequest(f"end_date {end} is before start_date {start}.", "end_date")
+    longest = current_app.config["ACTIVITY_MAX_RANGE_DAYS"]
+    if (end - start).days + 1 > longest:
+        raise BadRequest(
+            f"The range has {(end - start).days + 1} days; the longest accepted is {longest}.", "start_date"
+        )
+    return start, end
+
+
+def parse_metrics() -> tuple[str, ...]:
+    """Return the requested metrics (all when absent), duplicates dropped."""
+    raw = single_arg("metrics")
+    if raw is None or raw.strip() == "":
+        return METRICS
+    names = [name.strip() for name in raw.split(",")]
+    if any(not name for name in names):
+        raise BadRequest(f"metrics has an empty name; give a comma list of {', '.join(METRICS)}.", "metrics")
+    try:
+        return canonical_metrics(names)
+    except InvalidQuery as exc:
+        raise BadRequest(str(exc), "metrics") from None
+
+
+def parse_boolean(name: str) -> bool:
+    """Parse true/false/1/0 (false when absent)."""
+    raw = single_arg(name)
+    if raw is None:
+        return False
+    if raw.lower() not in BOOLEANS:
+        raise BadRequest(f"{name} must be one of true, false, 1 or 0.", name)
+    return BOOLEANS[raw.lower()]
+
+
+def parse_format() -> str:
+    """Return the export format: csv (default) or json."""
+    raw = single_arg("format") or "csv"
+    if raw not in ("csv", "json"):
+        raise BadRequest("format must be csv or json.", "format")
+    return raw
+
+
+# --- helpers ---------------------------------------------------------------------
+
+
+def trends_service() -> ActivityTrendsService:
+    """Build the service for this request (its connection is the request's)."""
+    return ActivityTrendsService(
+        get_db(),
+        current_app.config["ACTIVITY_TIMEZONE"],
+        cache=get_cache(),
+        cache_ttl=current_app.config["ACTIVITY_CACHE_TTL"],
+    )
+
+
+def record_audit(action: str, details: dict[str, Any]) -> None:
+    """Write an audit row for the current user."""
+    audit.record(get_db(), action, user_id=g.user["id"], ip_address=client_ip(), details=details)
+
+
+def etag_matches(etag: str) -> bool:
+    """Tell whether If-None-Match names this ETag (or *)."""
+    return request.if_none_match.contains(etag) or request.if_none_match.star_tag
+
+
+# --- endpoints ---------------------------------------------------------------------
+
+
+@bp.get("/trends")
+@role_required("admin")
+def trends() -> Response:
+    """Daily trends over a range with summaries, forecast and comparison."""
+    reject_unknown_parameters(TRENDS_PARAMS)
+    start, end = parse_range()
+    metrics = parse_metrics()
+    bypass = parse_boolean("cache_bypass")
+    payload = trends_service().trends_payload(start, end, metrics, bypass_cache=bypass)
+    g.performance_label = "trends:hit" if payload.cached else "trends:miss"
+    not_modified = etag_matches(payload.etag)
+    record_audit(
+        "VIEW_ACTIVITY_TRENDS",
+        {
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "metrics": list(metrics),
+            "cache": "hit" if payload.cached else "miss",
+            "not_modified": not_modified,
+        },
+    )
+    ttl = current_app.config["ACTIVITY_CACHE_TTL"]
+    if not_modified:
+        response = Response(status=304)
+    else:
+        head = b'{"success":true,"cached":%s,"cache_ttl":%d,"data":' % (
+            b"true" if payload.cached else b"false",
+            ttl,
+        )
+        response = Response(head + payload.body + b"}", mimetype="application/json")
+    response.set_etag(payload.etag)
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@bp.get("/export")
+@role_required("admin")
+def export() -> Response:
+    """Daily values over a range as a CSV or JSON download, streamed."""
+    reject_unknown_parameters(EXPORT_PARAMS)
+    start, end = parse_range()
+    metrics = parse_metrics()
+    parse_boolean("cache_bypass")  # accepted for symmetry with /trends; exports always read fresh
+    fmt = parse_format()
+    rows = (end - start).days + 1
+    record_audit(
+        "EXPORT_ACTIVITY_DATA",
+        {
+            "format": fmt,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "metrics": list(metrics),
+            "rows": rows,
+        },
+    )
+    daily = stream_daily_values(
+        current_app.config["DATABASE"], current_app.config["ACTIVITY_TIMEZONE"], start, end, metrics
+    )
+    filename = f"activity_{start}_{end}.{fmt}"
+    if fmt == "csv":
+        body, mimetype = csv_lines(daily, metrics), "text/csv"
+    else:
+        head = {
+            "export_date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "user": g.user["username"],
+            "period": {"start": start.isoformat(), "end": end.isoformat(), "days": rows},
+            "metrics": list(metrics),
+        }
+        body, mimetype = json_document(head, daily), "application/json"
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
+
+
+def stream_daily_values(
+    database: str, tz_name: str, start: dt.date, end: dt.date, metrics: tuple[str, ...]
+) -> Iterator[dict[str, Any]]:
+    """Yield the export rows from a connection of their own: the body is sent after the request's
+    connection has been closed at teardown."""
+    conn = connect(database)
+    try:
+        yield from ActivityTrendsService(conn, tz_name).iter_daily_values(start, end, metrics)
+    finally:
+        conn.close()
+
+
+def csv_lines(daily: Iterator[dict[str, Any]], metrics: tuple[str, ...]) -> Iterator[str]:
+    """Yield the CSV header and one line per day."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["date", *metrics])
+    for row in daily:
+        writer.writerow([row["date"], *(row[m] for m in metrics)])
+        if buffer.tell() > 8192:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def json_document(head: dict[str, Any], daily: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """Yield a JSON object whose ``data`` list is written one day at a time."""
+    yield json.dumps(head, separators=(",", ":"))[:-1] + ',"data":['
+    for index, row in enumerate(daily):
+        yield ("," if index else "") + json.dumps(row, separators=(",", ":"))
+    yield "]}"
+
+
+@bp.get("/breakdown")
+@role_required("admin")
+def breakdown() -> Response:
+    """Top pages and users by role over a range."""
+    reject_unknown_parameters(BREAKDOWN_PARAMS)
+    start, end = parse_range()
+    record_audit("VIEW_ACTIVITY_BREAKDOWN", {"start": start.isoformat(), "end": end.isoformat()})
+    return jsonify({"success": True, "data": trends_service().breakdown(start, end)})
+
+
+@bp.get("/health")
+@role_required("admin")
+def health() -> Response:
+    """Status of the database, cache, rate limiter, scheduler and response times."""
+    report = activity_health.health_report(current_app._get_current_object(), get_db())  # type: ignore[attr-defined]
+    status = 503 if report["status"] == "unhealthy" else 200
+    response = jsonify(report)
+    response.status_code = status
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/cache/stats")
+@role_required("admin")
+def cache_stats() -> Response:
+    """Statistics of the trends cache."""
+    return jsonify({"success": True, "stats": get_cache().stats()})
+
+
+@bp.post("/cache/clear")
+@role_required("admin")
+def cache_clear() -> Response:
+    """Clear the trends cache for every worker: drop entries and bump the data version."""
+    removed = get_cache().clear()
+    version = bump_data_version(get_db())
+    record_audit("CLEAR_ACTIVITY_CACHE", {"entries_removed": removed, "data_version": version})
+    return jsonify({"success": True, "entries_removed": removed, "data_version": version})
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    """The OpenAPI 3.1 description of this API (public: it holds no data)."""
+    return jsonify(build_openapi())
+
+
+# --- errors --------------------------------------------------------------------------
+
+
+@bp.errorhandler(BadRequest)
+def bad_request(error: BadRequest) -> Response:
+    """Answer a rejected parameter with a 400 naming it."""
+    details = {"parameter": error.parameter} if error.parameter is not None else None
+    return json_error(400, "invalid_parameter", str(error), details)
+
+
+@bp.errorhandler(InvalidQuery)
+def invalid_query(error: InvalidQuery) -> Response:
+    """Answer a range or metric list the service refused."""
+    return json_error(400, "invalid_parameter", str(error))
+
+
+HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 500: "internal_error", 503: "unavailable"}
+
+
+def api_http_error(error: HTTPException) -> Response | HTTPException:
+    """Give every HTTP error under the API prefix the JSON error shape."""
+    if not request.path.startswith(bp.url_prefix or ""):
+        return error
+    status = error.code or 500
+    code = HTTP_CODES.get(status, f"http_{status}")
+    message = {
+        404: "There is no such endpoint; see /api/admin/activity/openapi.json for the ones that exist.",
+        405: f"{request.method} is not allowed here; see /api/admin/activity/openapi.json.",
+    }.get(status, error.description or "The request failed.")
+    response = json_error(status, code, message)
+    if status == 405 and error.get_headers():
+        response.headers.update({k: v for k, v in error.get_headers() if k.lower() == "allow"})
+    return response
+
+
+def api_unexpected_error(error: Exception) -> Response | Exception:
+    """Answer an unexpected exception under the API prefix with a JSON 500, no stack trace."""
+    if isinstance(error, HTTPException):
+        return api_http_error(error)
+    current_app.logger.exception("Unhandled error on %s", request.path)
+    if not request.path.startswith(bp.url_prefix or ""):
+        raise error
+    return json_error(500, "internal_error", "The server failed to answer; the error has been logged.")
+
+
+def init_app(app: Flask) -> None:
+    """Register the blueprint, its error shapes and its rate limits."""
+    app.register_blueprint(bp)
+    app.register_error_handler(HTTPException, api_http_error)
+    app.register_error_handler(Exception, api_unexpected_error)
+    rate_limiting.init_app(app)

@@ -1,0 +1,92 @@
+"""Per-user rate limits on the activity API, with Flask-Limiter.
+
+The storage is memory by default; with Redis every worker shares the counts,
+and Flask-Limiter falls back to memory while Redis is unreachable.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Flask, Response, current_app, g, request
+from flask_limiter import Limiter, RateLimitExceeded
+
+from errors import json_error
+
+EXTENSION_KEY = "activity_limiter"
+# Endpoints limited separately, each with ACTIVITY_RATE_LIMIT.
+LIMITED_ENDPOINTS = ("activity_trends.trends", "activity_trends.export", "activity_trends.breakdown")
+
+
+def rate_limit_key() -> str:
+    """Count requests per user; anonymous requests per client address."""
+    user = g.get("user")
+    return f"user:{user['id']}" if user is not None else f"ip:{request.remote_addr}"
+
+
+def storage_url(config: Any) -> str:
+    """Return the limiter storage: its own URL, else the shared Redis URL, else memory."""
+    return config["ACTIVITY_RATELIMIT_STORAGE_URL"] or config["ACTIVITY_REDIS_URL"] or "memory://"
+
+
+def configured_limit() -> str:
+    """Return the limit string from the config (read per request, so tests may change it)."""
+    return current_app.config["ACTIVITY_RATE_LIMIT"]
+
+
+def too_many_requests(error: RateLimitExceeded) -> Response:
+    """Answer a breached limit in the API's JSON error shape, with retry_after."""
+    # The error's own limit has no window; the limiter's current limit knows when it resets.
+    current = current_app.extensions[EXTENSION_KEY].current_limit
+    retry_after = 1
+    if current is not None:
+        retry_after = max(1, int(current.reset_at - time.time()))
+    response = json_error(
+        429,
+        "rate_limited",
+        f"Too many requests: the limit is {error.description}. Try again in {retry_after} seconds.",
+        {"retry_after": retry_after},
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def limiter_health(app: Flask) -> dict[str, Any]:
+    """Report the limiter's storage and whether it answers."""
+    limiter: Limiter = app.extensions[EXTENSION_KEY]
+    url = storage_url(app.config)
+    scheme = url.split("://", 1)[0]
+    try:
+        reachable = bool(limiter.storage.check())
+    except Exception:  # any storage error means "not reachable" to ops
+        reachable = False
+    fallback = scheme != "memory" and not reachable
+    return {
+        "status": "ok" if reachable else "degraded",
+        "storage": scheme,
+        "reachable": reachable,
+        "using_memory_fallback": fallback,
+    }
+
+
+def init_app(app: Flask) -> Limiter:
+    """Create the app's limiter and limit the activity endpoints (call after registering them)."""
+    limiter = Limiter(
+        rate_limit_key,
+        app=app,
+        storage_uri=storage_url(app.config),
+        storage_options={"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+        if storage_url(app.config).startswith(("redis", "rediss", "unix"))
+        else {},
+        headers_enabled=True,
+        in_memory_fallback_enabled=True,
+        key_prefix=app.config["ACTIVITY_REDIS_PREFIX"] + "ratelimit",
+        strategy="fixed-window",
+    )
+    for endpoint in LIMITED_ENDPOINTS:
+        if endpoint in app.view_functions:
+            app.view_functions[endpoint] = limiter.limit(configured_limit)(app.view_functions[endpoint])
+    app.register_error_handler(RateLimitExceeded, too_many_requests)
+    app.extensions[EXTENSION_KEY] = limiter
+    return limiter

@@ -1,0 +1,58 @@
+"""Writing activity_summary_daily rows directly, for tests of what reads them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable
+
+METRIC_COLUMNS = (
+    "unique_users",
+    "total_sessions",
+    "total_page_views",
+    "total_api_calls",
+    "avg_session_duration_seconds",
+    "peak_concurrent_users",
+)
+
+
+def insert_summary(
+    conn: sqlite3.Connection,
+    day: dt.date | str,
+    *,
+    values: dict[str, int] | None = None,
+    value: int | None = None,
+    top_pages: list | None = None,
+    roles: dict[str, int] | None = None,
+    partial: bool = False,
+) -> None:
+    """Insert one final summary row; ``value`` sets all six metrics at once."""
+    row = dict.fromkeys(METRIC_COLUMNS, value or 0)
+    row.update(values or {})
+    conn.execute(
+        f"""
+        INSERT OR REPLACE INTO activity_summary_daily
+            (date, {", ".join(METRIC_COLUMNS)}, top_pages, user_distribution, is_partial, computed_at)
+        VALUES (?, {", ".join("?" * len(METRIC_COLUMNS))}, ?, ?, ?, '2026-01-01 00:00:00')
+        """,
+        (
+            str(day),
+            *(row[c] for c in METRIC_COLUMNS),
+            json.dumps(top_pages or []),
+            json.dumps(roles or {"admin": 0, "manager": 0, "driver": 0, "viewer": 0}),
+            int(partial),
+        ),
+    )
+
+
+def insert_series(
+    conn: sqlite3.Connection, first: dt.date, values: Iterable[int], metric: str | None = None
+) -> None:
+    """Insert one row per consecutive day starting at ``first``."""
+    for offset, value in enumerate(values):
+        day = first + dt.timedelta(days=offset)
+        if metric is None:
+            insert_summary(conn, day, value=value)
+        else:
+            insert_summary(conn, day, values={metric: value})
