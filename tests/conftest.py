@@ -119,3 +119,20 @@ def auth(app: Flask, client: FlaskClient) -> AuthActions:
 def redis_url() -> str:
     """Return the Redis URL tests use (database 15 by default)."""
     return os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_available() -> Callable[[], None]:
+    """Return a check that skips the test when no Redis answers (fails instead under REQUIRE_REDIS=1)."""
+
+    def check() -> None:
+        import redis
+
+        try:
+            redis.Redis.from_url(redis_url(), socket_connect_timeout=0.5).ping()
+        except redis.RedisError as exc:
+            if os.environ.get("REQUIRE_REDIS") == "1":
+                pytest.fail(f"Redis at {redis_url()} does not answer and REQUIRE_REDIS=1: {exc}")
+            pytest.skip(f"no Redis at {redis_url()}")
+
+    return check
