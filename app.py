@@ -15,11 +15,18 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 import activity_cli
+import activity_dashboard
+import activity_health
 import activity_tracker
+import activity_trends_api
 import auth
+import background_tasks
 import db
+import demo_data
 import host_pages
+import performance_monitor
 import security_headers
+import trends_cache
 from config import DEFAULTS, validate_config
 
 
@@ -73,9 +80,17 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     finally:
         conn.close()
 
+    # Order matters: timers first, then the user, so later hooks and views see g.user.
     activity_tracker.init_app(app)
+    performance_monitor.init_app(app)
     auth.init_app(app)
     security_headers.init_app(app)
+    trends_cache.init_app(app)
     app.register_blueprint(host_pages.bp)
+    app.register_blueprint(activity_dashboard.bp)
+    activity_health.init_app(app)
+    activity_trends_api.init_app(app)
     activity_cli.init_app(app)
+    demo_data.init_app(app)
+    background_tasks.init_app(app)
     return app

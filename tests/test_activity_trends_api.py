@@ -1,0 +1,846 @@
+"""The activity API contract: endpoints, errors, auth, CSRF, rate limits, caching, exports, health."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.security import generate_password_hash
+
+import activity_health
+import auth as auth_module
+from activity_trends_service import METRICS
+from conftest import AuthActions
+from daily_summaries import bump_data_version
+from summary_rows import insert_series, insert_summary
+from timeutil import local_today, to_db_timestamp, utc_now
+
+PREFIX = "/api/admin/activity"
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+REQUIRE_REDIS = os.environ.get("REQUIRE_REDIS") == "1"
+ERROR_KEYS = {"success", "error", "code", "details"}
+
+# (method, path) of every endpoint; the public ones need no login.
+PROTECTED_ENDPOINTS = [
+    ("GET", f"{PREFIX}/trends"),
+    ("GET", f"{PREFIX}/export"),
+    ("GET", f"{PREFIX}/breakdown"),
+    ("GET", f"{PREFIX}/health"),
+    ("GET", f"{PREFIX}/cache/stats"),
+    ("POST", f"{PREFIX}/cache/clear"),
+]
+PUBLIC_ENDPOINTS = [("GET", f"{PREFIX}/openapi.json"), ("GET", "/healthz")]
+RANGE_ENDPOINTS = ("trends", "export", "breakdown")
+
+
+def today() -> dt.date:
+    """Return today in the app's default zone (UTC), as the API computes it."""
+    return local_today("UTC")
+
+
+def yesterday() -> dt.date:
+    """Return the last completed day."""
+    return today() - dt.timedelta(days=1)
+
+
+def days_ago(n: int) -> dt.date:
+    """Return the day n days before today."""
+    return today() - dt.timedelta(days=n)
+
+
+def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    """Check the one JSON error shape (never HTML, never a stack trace) and return the body."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    text = response.get_data(as_text=True)
+    assert "Traceback" not in text and "<html" not in text.lower()
+    body = response.get_json()
+    assert set(body) <= ERROR_KEYS
+    assert body["success"] is False
+    assert body["code"] == code
+    assert isinstance(body["error"], str) and body["error"].endswith(".")
+    if "details" in body:
+        assert isinstance(body["details"], dict) and body["details"]
+    return body
+
+
+def audit_rows(conn: sqlite3.Connection, action: str) -> list[dict[str, Any]]:
+    """Return the audit rows of one action, oldest first, with details decoded."""
+    rows = conn.execute(
+        "SELECT user_id, ip_address, details, created_at FROM audit_log WHERE action = ? ORDER BY id",
+        (action,),
+    ).fetchall()
+    return [{**dict(row), "details": json.loads(row["details"])} for row in rows]
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash passwords cheaply: logins are only set-up here (test_auth covers real hashing)."""
+    monkeypatch.setattr(
+        auth_module,
+        "generate_password_hash",
+        lambda password: generate_password_hash(password, "pbkdf2:sha256:1"),
+    )
+
+
+@pytest.fixture
+def admin(client: FlaskClient, auth: AuthActions) -> FlaskClient:
+    """The client, logged in as an admin by cookie."""
+    auth.login("admin")
+    return client
+
+
+@pytest.fixture
+def bearer(auth: AuthActions) -> dict[str, str]:
+    """Authorization headers of an admin API token."""
+    return {"Authorization": f"Bearer {auth.token('admin')}"}
+
+
+@pytest.fixture
+def limited(make_app: Callable[..., Flask]) -> Callable[..., tuple[Flask, FlaskClient, AuthActions]]:
+    """Build an app with a small rate limit; return it with a client and its login helper."""
+
+    def build(limit: str = "5 per minute", **config: Any) -> tuple[Flask, FlaskClient, AuthActions]:
+        app = make_app(ACTIVITY_RATE_LIMIT=limit, **config)
+        client = app.test_client()
+        return app, client, AuthActions(app, client)
+
+    return build
+
+
+def redis_missing(reason: str) -> None:
+    """Skip the test, or fail it when REQUIRE_REDIS=1."""
+    if REQUIRE_REDIS:
+        pytest.fail(f"{reason} (REQUIRE_REDIS=1)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix unique to this test on the test Redis; deletes the keys under it afterwards."""
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=0.5, socket_connect_timeout=0.5)
+    try:
+        client.ping()
+    except redis.exceptions.RedisError as exc:
+        redis_missing(f"no Redis answers at {REDIS_URL}: {exc}")
+    prefix = f"test-api-{uuid.uuid4().hex}:"
+    yield prefix
+    # Flask-Limiter wraps the prefix in its own namespace (LIMITS:LIMITER/<prefix>…).
+    keys = list(client.scan_iter(match=f"*{prefix}*", count=500))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+# --- /trends ---------------------------------------------------------------------------
+
+
+def test_trends_answers_the_documented_envelope(admin: FlaskClient) -> None:
+    response = admin.get(f"{PREFIX}/trends")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert set(body) == {"success", "cached", "cache_ttl", "data"}
+    assert body["success"] is True and body["cached"] is False and body["cache_ttl"] == 3600
+    assert set(body["data"]) == {"period", "metrics", "summary", "generated_at", "data_version"}
+    assert list(body["data"]["metrics"]) == list(METRICS)
+    assert "private" in [d.strip() for d in response.headers["Cache-Control"].split(",")]
+
+
+def test_trends_default_to_the_last_30_completed_days(admin: FlaskClient) -> None:
+    period = admin.get(f"{PREFIX}/trends").get_json()["data"]["period"]
+    assert period == {"start": days_ago(30).isoformat(), "end": yesterday().isoformat(), "days": 30}
+
+
+def test_trends_with_only_a_start_date_run_to_yesterday(admin: FlaskClient) -> None:
+    start = days_ago(10).isoformat()
+    period = admin.get(f"{PREFIX}/trends?start_date={start}").get_json()["data"]["period"]
+    assert period == {"start": start, "end": yesterday().isoformat(), "days": 10}
+
+
+def test_trends_accept_today_and_the_longest_range(admin: FlaskClient) -> None:
+    start = today() - dt.timedelta(days=729)
+    response = admin.get(f"{PREFIX}/trends?start_date={start}&end_date={today()}")
+    assert response.status_code == 200
+    assert response.get_json()["data"]["period"]["days"] == 730
+
+
+def test_trends_drop_duplicate_metrics_and_keep_the_canonical_order(admin: FlaskClient) -> None:
+    response = admin.get(f"{PREFIX}/trends?metrics=total_sessions, unique_users,total_sessions")
+    data = response.get_json()["data"]
+    assert list(data["metrics"]) == ["unique_users", "total_sessions"]
+    assert list(data["summary"]) == ["unique_users", "total_sessions"]
+
+
+def test_trends_points_carry_summary_values_and_filled_gaps(admin: FlaskClient, db_conn) -> None:
+    insert_summary(db_conn, days_ago(3), values={"unique_users": 7})
+    insert_summary(db_conn, days_ago(1), values={"unique_users": 9})
+    url = f"{PREFIX}/trends?start_date={days_ago(4)}&end_date={yesterday()}&metrics=unique_users"
+    points = admin.get(url).get_json()["data"]["metrics"]["unique_users"]
+    assert [p["value"] for p in points] == [0, 7, 0, 9]
+    assert [p["filled"] for p in points] == [True, False, True, False]
+
+
+# --- parameter errors -------------------------------------------------------------------
+
+# (endpoints, query built from today, parameter named in details, fragments the message must hold)
+INVALID_QUERIES: list[tuple[tuple[str, ...], Callable[[], str], str, tuple[str, ...]]] = [
+    (RANGE_ENDPOINTS, lambda: "start_date=2026-1-05", "start_date", ("YYYY-MM-DD",)),
+    (RANGE_ENDPOINTS, lambda: "end_date=31/01/2026", "end_date", ("YYYY-MM-DD",)),
+    (RANGE_ENDPOINTS, lambda: "start_date=2025-02-30", "start_date", ("YYYY-MM-DD",)),
+    (RANGE_ENDPOINTS, lambda: "start_date=20260101", "start_date", ("YYYY-MM-DD",)),
+    (RANGE_ENDPOINTS, lambda: "start_date=", "start_date", ("YYYY-MM-DD",)),
+    (RANGE_ENDPOINTS, lambda: "end_date=1969-12-31", "end_date", ("1970-01-01 or later",)),
+    (
+        RANGE_ENDPOINTS,
+        lambda: f"end_date={today() + dt.timedelta(days=1)}",
+        "end_date",
+        ("future", "latest accepted day is today"),
+    ),
+    (
+        RANGE_ENDPOINTS,
+        lambda: f"start_date={days_ago(2)}&end_date={days_ago(5)}",
+        "end_date",
+        ("before start_date",),
+    ),
+    (
+        RANGE_ENDPOINTS,
+        lambda: f"start_date={today() - dt.timedelta(days=730)}&end_date={today()}",
+        "start_date",
+        ("731 days", "longest accepted is 730"),
+    ),
+    (RANGE_ENDPOINTS, lambda: "start_date=1970-01-01", "start_date", ("longest accepted is 730",)),
+    (RANGE_ENDPOINTS, lambda: "start_date=2026-01-01&start_date=2026-01-02", "start_date", ("at most once",)),
+    (RANGE_ENDPOINTS, lambda: "end_date=2026-01-01&end_date=2026-01-01", "end_date", ("at most once",)),
+    (RANGE_ENDPOINTS, lambda: "start=2026-01-01", "start", ("end_date", "start_date")),
+    (("trends", "export"), lambda: "metrics=unique_users,bogus", "metrics", METRICS),
+    (("trends", "export"), lambda: "metrics=unique_users,,total_sessions", "metrics", METRICS),
+    (("trends", "export"), lambda: "metrics=Unique_Users", "metrics", METRICS),
+    (
+        ("trends", "export"),
+        lambda: "metrics=unique_users&metrics=total_sessions",
+        "metrics",
+        ("at most once",),
+    ),
+    (("trends", "export"), lambda: "cache_bypass=yes", "cache_bypass", ("true, false, 1 or 0",)),
+    (("trends", "export"), lambda: "cache_bypass=", "cache_bypass", ("true, false, 1 or 0",)),
+    (("trends", "export"), lambda: "cache_bypass=1&cache_bypass=0", "cache_bypass", ("at most once",)),
+    (("trends",), lambda: "format=csv", "format", ("cache_bypass, end_date, metrics, start_date",)),
+    (("export",), lambda: "format=xml", "format", ("csv or json",)),
+    (("export",), lambda: "format=CSV", "format", ("csv or json",)),
+    (("export",), lambda: "format=csv&format=json", "format", ("at most once",)),
+    (("export",), lambda: "limit=10", "limit", ("cache_bypass, end_date, format, metrics, start_date",)),
+    (("breakdown",), lambda: "metrics=unique_users", "metrics", ("end_date, start_date",)),
+]
+INVALID_CASES = [
+    pytest.param(endpoint, query, parameter, fragments, id=f"{endpoint}-{parameter}-{index}")
+    for index, (endpoints, query, parameter, fragments) in enumerate(INVALID_QUERIES)
+    for endpoint in endpoints
+]
+
+
+@pytest.mark.parametrize(("endpoint", "query", "parameter", "fragments"), INVALID_CASES)
+def test_a_rejected_parameter_is_a_400_naming_what_is_accepted(
+    admin: FlaskClient, endpoint: str, query: Callable[[], str], parameter: str, fragments: tuple[str, ...]
+) -> None:
+    body = assert_error(admin.get(f"{PREFIX}/{endpoint}?{query()}"), 400, "invalid_parameter")
+    assert body["details"] == {"parameter": parameter}
+    for fragment in fragments:
+        assert fragment in body["error"]
+
+
+def test_a_rejected_request_writes_no_audit_row(admin: FlaskClient, db_conn) -> None:
+    admin.get(f"{PREFIX}/trends?metrics=bogus")
+    admin.get(f"{PREFIX}/export?format=xml")
+    assert audit_rows(db_conn, "VIEW_ACTIVITY_TRENDS") == []
+    assert audit_rows(db_conn, "EXPORT_ACTIVITY_DATA") == []
+
+
+# --- 404, 405, 500 ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", [f"{PREFIX}/nope", f"{PREFIX}/", f"{PREFIX}/trends/extra", f"{PREFIX}/cache", f"{PREFIX}"]
+)
+def test_an_unknown_path_under_the_prefix_is_a_json_404(admin: FlaskClient, path: str) -> None:
+    body = assert_error(admin.get(path), 404, "not_found")
+    assert "openapi.json" in body["error"]
+
+
+def test_a_404_under_the_prefix_is_json_for_anonymous_callers_too(client: FlaskClient) -> None:
+    assert_error(client.get(f"{PREFIX}/nope"), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", f"{PREFIX}/trends", {"GET", "HEAD", "OPTIONS"}),
+        ("POST", f"{PREFIX}/trends", {"GET", "HEAD", "OPTIONS"}),
+        ("PUT", f"{PREFIX}/export", {"GET", "HEAD", "OPTIONS"}),
+        ("POST", f"{PREFIX}/breakdown", {"GET", "HEAD", "OPTIONS"}),
+        ("PATCH", f"{PREFIX}/health", {"GET", "HEAD", "OPTIONS"}),
+        ("GET", f"{PREFIX}/cache/clear", {"POST", "OPTIONS"}),
+        ("DELETE", f"{PREFIX}/cache/stats", {"GET", "HEAD", "OPTIONS"}),
+    ],
+)
+def test_a_wrong_method_is_a_json_405_with_allow(
+    admin: FlaskClient, method: str, path: str, allowed: set[str]
+) -> None:
+    response = admin.open(path, method=method)
+    body = assert_error(response, 405, "method_not_allowed")
+    assert method in body["error"]
+    assert {m.strip() for m in response.headers["Allow"].split(",")} == allowed
+
+
+def test_an_unexpected_error_is_a_json_500_without_a_stack_trace(
+    admin: FlaskClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr("activity_trends_service.ActivityTrendsService.breakdown", explode)
+    response = admin.get(f"{PREFIX}/breakdown")
+    body = assert_error(response, 500, "internal_error")
+    assert "secret internals" not in response.get_data(as_text=True)
+    assert "logged" in body["error"]
+    assert "secret internals" in caplog.text
+
+
+# --- auth matrix --------------------------------------------------------------------------
+
+IDENTITIES = [
+    "anonymous",
+    "cookie:admin",
+    "cookie:manager",
+    "cookie:driver",
+    "cookie:viewer",
+    "token:admin",
+    "token:viewer",
+    "token:unknown",
+]
+
+
+def identify(identity: str, client: FlaskClient, auth: AuthActions) -> dict[str, str]:
+    """Set the client up as the identity; return the headers its requests need (CSRF included)."""
+    kind, _, role = identity.partition(":")
+    if kind == "cookie":
+        auth.login(role)
+        return {"X-CSRF-Token": auth.csrf_token()}
+    if kind == "token":
+        token = "amt_not-a-real-token" if role == "unknown" else auth.token(role)
+        return {"Authorization": f"Bearer {token}"}
+    return {}
+
+
+@pytest.mark.parametrize(("method", "path"), PROTECTED_ENDPOINTS)
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_only_admins_reach_protected_endpoints(
+    client: FlaskClient, auth: AuthActions, identity: str, method: str, path: str
+) -> None:
+    headers = identify(identity, client, auth)
+    response = client.open(path, method=method, headers=headers)
+    if identity in ("anonymous", "token:unknown"):
+        assert_error(response, 401, "authentication_required")
+    elif identity in ("cookie:admin", "token:admin"):
+        assert response.status_code == 200
+    else:
+        body = assert_error(response, 403, "forbidden")
+        assert "admin" in body["error"]
+
+
+@pytest.mark.parametrize(("method", "path"), PUBLIC_ENDPOINTS)
+@pytest.mark.parametrize("identity", IDENTITIES)
+def test_public_endpoints_answer_everyone(
+    client: FlaskClient, auth: AuthActions, identity: str, method: str, path: str
+) -> None:
+    headers = identify(identity, client, auth)
+    assert client.open(path, method=method, headers=headers).status_code == 200
+
+
+def test_a_forbidden_request_is_audited_once_per_user_endpoint_and_minute(
+    client: FlaskClient, auth: AuthActions, db_conn
+) -> None:
+    auth.login("viewer")
+    for _ in range(3):
+        assert client.get(f"{PREFIX}/trends").status_code == 403
+    rows = audit_rows(db_conn, "UNAUTHORIZED_ACCESS_ATTEMPT")
+    assert [r["details"] for r in rows] == [{"endpoint": f"{PREFIX}/trends", "method": "GET"}]
+    assert rows[0]["user_id"] == auth.user_ids["viewer"]
+
+    client.get(f"{PREFIX}/export")
+    client.get(f"{PREFIX}/export")
+    assert [r["details"]["endpoint"] for r in audit_rows(db_conn, "UNAUTHORIZED_ACCESS_ATTEMPT")] == [
+        f"{PREFIX}/trends",
+        f"{PREFIX}/export",
+    ]
+
+
+def test_another_user_hitting_the_same_endpoint_gets_a_row_of_their_own(
+    client: FlaskClient, auth: AuthActions, db_conn
+) -> None:
+    auth.login("viewer")
+    client.get(f"{PREFIX}/trends")
+    auth.login("driver")
+    client.get(f"{PREFIX}/trends")
+    rows = audit_rows(db_conn, "UNAUTHORIZED_ACCESS_ATTEMPT")
+    assert [r["user_id"] for r in rows] == [auth.user_ids["viewer"], auth.user_ids["driver"]]
+
+
+def test_a_forbidden_request_a_minute_later_is_audited_again(
+    client: FlaskClient, auth: AuthActions, db_conn
+) -> None:
+    auth.login("manager")
+    client.get(f"{PREFIX}/health")
+    long_ago = to_db_timestamp(utc_now() - dt.timedelta(minutes=2))
+    db_conn.execute(
+        "UPDATE audit_log SET created_at = ? WHERE action = 'UNAUTHORIZED_ACCESS_ATTEMPT'", (long_ago,)
+    )
+    client.get(f"{PREFIX}/health")
+    assert len(audit_rows(db_conn, "UNAUTHORIZED_ACCESS_ATTEMPT")) == 2
+
+
+# --- CSRF ------------------------------------------------------------------------------------
+
+
+def test_cache_clear_by_cookie_without_a_csrf_token_is_refused(admin: FlaskClient, db_conn) -> None:
+    body = assert_error(admin.post(f"{PREFIX}/cache/clear"), 403, "csrf_failed")
+    assert "X-CSRF-Token" in body["error"]
+    assert audit_rows(db_conn, "CLEAR_ACTIVITY_CACHE") == []
+
+
+def test_cache_clear_by_cookie_with_a_wrong_csrf_token_is_refused(admin: FlaskClient, auth, db_conn) -> None:
+    wrong = auth.csrf_token()[::-1]
+    assert_error(admin.post(f"{PREFIX}/cache/clear", headers={"X-CSRF-Token": wrong}), 403, "csrf_failed")
+    assert audit_rows(db_conn, "CLEAR_ACTIVITY_CACHE") == []
+
+
+def test_cache_clear_by_cookie_with_the_page_csrf_token_succeeds(admin: FlaskClient, auth) -> None:
+    response = admin.post(f"{PREFIX}/cache/clear", headers={"X-CSRF-Token": auth.csrf_token()})
+    assert response.status_code == 200
+    assert response.get_json()["success"] is True
+
+
+def test_cache_clear_by_bearer_token_needs_no_csrf_token(client: FlaskClient, bearer) -> None:
+    assert client.post(f"{PREFIX}/cache/clear", headers=bearer).status_code == 200
+
+
+def test_a_csrf_token_of_another_session_is_refused(app: Flask, admin: FlaskClient, auth) -> None:
+    other = AuthActions(app, app.test_client())
+    other.login("admin", username="other-admin")
+    stolen = other.csrf_token()
+    assert_error(admin.post(f"{PREFIX}/cache/clear", headers={"X-CSRF-Token": stolen}), 403, "csrf_failed")
+
+
+# --- rate limits -------------------------------------------------------------------------------
+
+
+def test_the_limit_allows_exactly_the_configured_number_of_requests(limited) -> None:
+    _, client, auth = limited("5 per minute")
+    auth.login("admin")
+    statuses = [client.get(f"{PREFIX}/trends").status_code for _ in range(7)]
+    assert statuses == [200] * 5 + [429] * 2
+
+
+def test_the_default_limit_is_100_per_minute(client: FlaskClient, bearer) -> None:
+    statuses = [client.get(f"{PREFIX}/trends", headers=bearer).status_code for _ in range(101)]
+    assert statuses[:100] == [200] * 100
+    assert statuses[100] == 429
+
+
+def test_rate_limited_responses_carry_the_error_shape_and_headers(limited) -> None:
+    _, client, auth = limited("5 per minute")
+    auth.login("admin")
+    for _ in range(5):
+        ok = client.get(f"{PREFIX}/export")
+        assert ok.headers["X-RateLimit-Limit"] == "5"
+    assert ok.headers["X-RateLimit-Remaining"] == "0"
+    response = client.get(f"{PREFIX}/export")
+    body = assert_error(response, 429, "rate_limited")
+    retry_after = body["details"]["retry_after"]
+    assert isinstance(retry_after, int) and 1 <= retry_after <= 61
+    assert "5 per 1 minute" in body["error"]
+    assert abs(int(response.headers["Retry-After"]) - retry_after) <= 1
+    assert response.headers["X-RateLimit-Limit"] == "5"
+    assert response.headers["X-RateLimit-Remaining"] == "0"
+    assert 0 < int(response.headers["X-RateLimit-Reset"]) - time.time() <= 62
+
+
+def test_each_endpoint_has_its_own_count(limited) -> None:
+    _, client, auth = limited("3 per minute")
+    auth.login("admin")
+    for endpoint in RANGE_ENDPOINTS:
+        statuses = [client.get(f"{PREFIX}/{endpoint}").status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429], endpoint
+
+
+def test_each_user_has_their_own_count(limited) -> None:
+    app, client, auth = limited("3 per minute")
+    auth.login("admin")
+    assert [client.get(f"{PREFIX}/trends").status_code for _ in range(4)] == [200, 200, 200, 429]
+    other = app.test_client()
+    AuthActions(app, other).login("admin", username="second-admin")
+    assert [other.get(f"{PREFIX}/trends").status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+def test_a_users_cookie_and_token_share_one_count(limited) -> None:
+    app, client, auth = limited("4 per minute")
+    auth.login("admin")
+    headers = {"Authorization": f"Bearer {auth.token('admin')}"}
+    token_client = app.test_client()
+    assert [client.get(f"{PREFIX}/trends").status_code for _ in range(2)] == [200, 200]
+    statuses = [token_client.get(f"{PREFIX}/trends", headers=headers).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
+
+
+def test_unlimited_endpoints_do_not_consume_the_limit(limited, auth) -> None:
+    _, client, auth = limited("2 per minute")
+    auth.login("admin")
+    for _ in range(5):
+        assert client.get(f"{PREFIX}/cache/stats").status_code == 200
+    assert [client.get(f"{PREFIX}/trends").status_code for _ in range(3)] == [200, 200, 429]
+
+
+def test_redis_storage_counts_exactly_across_workers(limited, redis_prefix: str) -> None:
+    config = {"ACTIVITY_RATELIMIT_STORAGE_URL": REDIS_URL, "ACTIVITY_REDIS_PREFIX": redis_prefix}
+    first, first_client, auth = limited("5 per minute", **config)
+    second, second_client, _ = limited("5 per minute", **config)  # another worker on the same database
+    headers = {"Authorization": f"Bearer {auth.token('admin')}"}
+    statuses = [first_client.get(f"{PREFIX}/trends", headers=headers).status_code for _ in range(3)]
+    statuses += [second_client.get(f"{PREFIX}/trends", headers=headers).status_code for _ in range(3)]
+    statuses.append(first_client.get(f"{PREFIX}/trends", headers=headers).status_code)
+    assert statuses == [200] * 5 + [429] * 2
+    assert second_client.get(f"{PREFIX}/export", headers=headers).status_code == 200
+    health = first_client.get(f"{PREFIX}/health", headers=headers).get_json()
+    assert health["checks"]["rate_limiter"]["storage"] == "redis"
+    assert health["checks"]["rate_limiter"]["reachable"] is True
+
+
+def test_an_unreachable_redis_falls_back_to_counting_in_memory(limited) -> None:
+    _, client, auth = limited("3 per minute", ACTIVITY_RATELIMIT_STORAGE_URL="redis://127.0.0.1:1/0")
+    headers = {"Authorization": f"Bearer {auth.token('admin')}"}
+    statuses = [client.get(f"{PREFIX}/trends", headers=headers).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    health = client.get(f"{PREFIX}/health", headers=headers).get_json()
+    assert health["status"] == "degraded"
+    assert health["checks"]["rate_limiter"]["using_memory_fallback"] is True
+
+
+# --- caching and ETags ------------------------------------------------------------------------------
+
+
+def test_the_first_request_is_a_miss_and_the_second_a_hit(admin: FlaskClient) -> None:
+    url = f"{PREFIX}/trends?start_date={days_ago(10)}&end_date={yesterday()}"
+    first, second = admin.get(url), admin.get(url)
+    assert first.get_json()["cached"] is False
+    assert second.get_json()["cached"] is True
+    assert second.get_json()["data"] == first.get_json()["data"]
+
+
+@pytest.mark.parametrize(("value", "bypassed"), [("true", True), ("1", True), ("false", False), ("0", False)])
+def test_cache_bypass_recomputes_only_when_true(admin: FlaskClient, value: str, bypassed: bool) -> None:
+    admin.get(f"{PREFIX}/trends")
+    response = admin.get(f"{PREFIX}/trends?cache_bypass={value}")
+    assert response.status_code == 200
+    assert response.get_json()["cached"] is (not bypassed)
+
+
+def test_every_200_carries_an_etag_and_a_matching_if_none_match_is_a_304(admin: FlaskClient) -> None:
+    first = admin.get(f"{PREFIX}/trends")
+    etag = first.headers["ETag"]
+    assert etag
+    again = admin.get(f"{PREFIX}/trends", headers={"If-None-Match": etag})
+    assert again.status_code == 304
+    assert again.get_data() == b""
+    assert again.headers["ETag"] == etag
+    assert admin.get(f"{PREFIX}/trends?cache_bypass=true").headers["ETag"] == etag
+
+
+def test_a_stale_if_none_match_gets_the_full_answer(admin: FlaskClient) -> None:
+    response = admin.get(f"{PREFIX}/trends", headers={"If-None-Match": '"something-else"'})
+    assert response.status_code == 200
+    assert response.get_json()["success"] is True
+
+
+def test_a_new_data_version_gives_a_new_etag(admin: FlaskClient, db_conn) -> None:
+    old = admin.get(f"{PREFIX}/trends").headers["ETag"]
+    bump_data_version(db_conn)
+    response = admin.get(f"{PREFIX}/trends", headers={"If-None-Match": old})
+    assert response.status_code == 200
+    assert response.headers["ETag"] != old
+    assert response.get_json()["cached"] is False
+
+
+def test_different_metrics_have_different_etags(admin: FlaskClient) -> None:
+    one = admin.get(f"{PREFIX}/trends?metrics=unique_users").headers["ETag"]
+    two = admin.get(f"{PREFIX}/trends?metrics=total_sessions").headers["ETag"]
+    assert one != two
+
+
+def test_cache_clear_makes_the_next_trends_request_a_miss(client: FlaskClient, bearer, db_conn) -> None:
+    client.get(f"{PREFIX}/trends", headers=bearer)
+    assert client.get(f"{PREFIX}/trends", headers=bearer).get_json()["cached"] is True
+    response = client.post(f"{PREFIX}/cache/clear", headers=bearer)
+    assert response.get_json() == {"success": True, "entries_removed": 1, "data_version": 1}
+    assert client.get(f"{PREFIX}/trends", headers=bearer).get_json()["cached"] is False
+
+
+def test_cache_stats_count_hits_and_misses(client: FlaskClient, bearer) -> None:
+    client.get(f"{PREFIX}/trends", headers=bearer)
+    client.get(f"{PREFIX}/trends", headers=bearer)
+    body = client.get(f"{PREFIX}/cache/stats", headers=bearer).get_json()
+    assert body["success"] is True
+    stats = body["stats"]
+    assert (stats["hits"], stats["misses"], stats["size"]) == (1, 1, 1)
+    assert stats["hit_rate"] == 0.5
+
+
+# --- /export ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gappy_summaries(db_conn) -> tuple[dt.date, dt.date]:
+    """Insert varying rows with gaps inside the range; return a range starting before any data."""
+    for offset in (20, 19, 18, 14, 13, 9, 8, 7, 3):
+        day = days_ago(offset)
+        insert_summary(db_conn, day, values={m: offset * (i + 3) + i for i, m in enumerate(METRICS)})
+    return days_ago(25), yesterday()
+
+
+def parse_csv(response: Any) -> list[dict[str, str]]:
+    """Read a CSV answer back with the csv module."""
+    return list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+
+
+def test_csv_export_equals_the_trends_values_for_every_metric_and_day(
+    admin: FlaskClient, gappy_summaries
+) -> None:
+    start, end = gappy_summaries
+    query = f"start_date={start}&end_date={end}"
+    trends = admin.get(f"{PREFIX}/trends?{query}").get_json()["data"]["metrics"]
+    response = admin.get(f"{PREFIX}/export?{query}")
+    assert response.status_code == 200
+    assert response.mimetype == "text/csv"
+    text = response.get_data(as_text=True)
+    assert text.splitlines()[0] == "date," + ",".join(METRICS)
+    rows = parse_csv(response)
+    assert len(rows) == (end - start).days + 1
+    for metric in METRICS:
+        assert [r["date"] for r in rows] == [p["date"] for p in trends[metric]]
+        assert [int(r[metric]) for r in rows] == [p["value"] for p in trends[metric]], metric
+    filled = [p["date"] for p in trends["unique_users"] if p["filled"]]
+    assert days_ago(25).isoformat() in filled and days_ago(16).isoformat() in filled
+    assert all(int(r["unique_users"]) == 0 for r in rows if r["date"] in filled)
+
+
+def test_csv_export_names_the_file_after_the_range(admin: FlaskClient) -> None:
+    start, end = days_ago(7), yesterday()
+    response = admin.get(f"{PREFIX}/export?start_date={start}&end_date={end}&format=csv")
+    assert response.headers["Content-Disposition"] == f'attachment; filename="activity_{start}_{end}.csv"'
+
+
+def test_csv_export_is_streamed(admin: FlaskClient) -> None:
+    response = admin.get(f"{PREFIX}/export?start_date={today() - dt.timedelta(days=729)}&end_date={today()}")
+    assert "Content-Length" not in response.headers
+    assert len(parse_csv(response)) == 730
+
+
+def test_csv_export_has_only_the_requested_metrics_in_canonical_order(admin: FlaskClient) -> None:
+    response = admin.get(f"{PREFIX}/export?metrics=peak_concurrent_users,unique_users,unique_users")
+    assert response.get_data(as_text=True).splitlines()[0] == "date,unique_users,peak_concurrent_users"
+
+
+def test_json_export_has_the_documented_shape(admin: FlaskClient, gappy_summaries) -> None:
+    start, end = gappy_summaries
+    query = f"start_date={start}&end_date={end}&metrics=total_sessions,unique_users"
+    trends = admin.get(f"{PREFIX}/trends?{query}").get_json()["data"]["metrics"]
+    response = admin.get(f"{PREFIX}/export?{query}&format=json")
+    assert response.mimetype == "application/json"
+    assert response.headers["Content-Disposition"] == f'attachment; filename="activity_{start}_{end}.json"'
+    body = response.get_json()
+    assert set(body) == {"export_date", "user", "period", "metrics", "data"}
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", body["export_date"])
+    assert body["user"] == "admin"
+    assert body["period"] == {"start": start.isoformat(), "end": end.isoformat(), "days": 25}
+    assert body["metrics"] == ["unique_users", "total_sessions"]
+    assert all(set(row) == {"date", "unique_users", "total_sessions"} for row in body["data"])
+    for metric in body["metrics"]:
+        assert [(r["date"], r[metric]) for r in body["data"]] == [
+            (p["date"], p["value"]) for p in trends[metric]
+        ]
+
+
+# --- /breakdown -----------------------------------------------------------------------------------------
+
+
+def test_breakdown_adds_up_top_pages_and_users_by_role(admin: FlaskClient, db_conn) -> None:
+    insert_summary(
+        db_conn,
+        days_ago(2),
+        top_pages=[{"page": "/devices", "count": 5}, {"page": "/routes", "count": 2}],
+        roles={"admin": 1, "manager": 2, "driver": 4, "viewer": 0},
+    )
+    insert_summary(
+        db_conn,
+        days_ago(1),
+        top_pages=[{"page": "/routes", "count": 4}],
+        roles={"admin": 3, "manager": 0, "driver": 2, "viewer": 1},
+    )
+    response = admin.get(f"{PREFIX}/breakdown?start_date={days_ago(4)}&end_date={yesterday()}")
+    body = response.get_json()
+    assert body["success"] is True
+    data = body["data"]
+    assert data["summarized_days"] == 2
+    assert data["top_pages"] == [{"page": "/routes", "count": 6}, {"page": "/devices", "count": 5}]
+    assert data["users_by_role"]["admin"] == {"average_daily": 1.0, "max_daily": 3}
+    assert data["users_by_role"]["driver"] == {"average_daily": 1.5, "max_daily": 4}
+
+
+# --- audit rows ---------------------------------------------------------------------------------------
+
+
+def test_viewing_trends_is_audited_with_range_metrics_and_hit_or_miss(
+    admin: FlaskClient, auth, db_conn
+) -> None:
+    url = f"{PREFIX}/trends?start_date={days_ago(5)}&end_date={yesterday()}&metrics=unique_users"
+    admin.get(url)
+    admin.get(url)
+    rows = audit_rows(db_conn, "VIEW_ACTIVITY_TRENDS")
+    assert [r["details"]["cache"] for r in rows] == ["miss", "hit"]
+    details = rows[0]["details"]
+    assert details["start"] == days_ago(5).isoformat() and details["end"] == yesterday().isoformat()
+    assert details["metrics"] == ["unique_users"]
+    assert rows[0]["user_id"] == auth.user_ids["admin"]
+    assert rows[0]["ip_address"] == "127.0.0.1"
+
+
+def test_exporting_is_audited_with_format_range_and_rows(admin: FlaskClient, db_conn) -> None:
+    admin.get(f"{PREFIX}/export?start_date={days_ago(10)}&end_date={yesterday()}&format=json")
+    (row,) = audit_rows(db_conn, "EXPORT_ACTIVITY_DATA")
+    assert row["details"]["format"] == "json"
+    assert row["details"]["start"] == days_ago(10).isoformat()
+    assert row["details"]["end"] == yesterday().isoformat()
+    assert row["details"]["rows"] == 10
+    assert row["details"]["metrics"] == list(METRICS)
+
+
+def test_clearing_the_cache_is_audited(client: FlaskClient, bearer, auth, db_conn) -> None:
+    client.get(f"{PREFIX}/trends", headers=bearer)
+    client.post(f"{PREFIX}/cache/clear", headers=bearer)
+    (row,) = audit_rows(db_conn, "CLEAR_ACTIVITY_CACHE")
+    assert row["details"] == {"entries_removed": 1, "data_version": 1}
+    assert row["user_id"] == auth.user_ids["admin"]
+
+
+# --- /health and /healthz -------------------------------------------------------------------------------
+
+
+def test_health_reports_every_check(admin: FlaskClient) -> None:
+    response = admin.get(f"{PREFIX}/health")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] in ("healthy", "degraded")
+    assert set(body["checks"]) == {"database", "cache", "rate_limiter", "scheduler", "performance"}
+    assert body["checks"]["database"]["status"] in ("ok", "degraded")
+    assert body["checks"]["cache"]["backend"] == "memory"
+    assert body["checks"]["rate_limiter"] == {
+        "status": "ok",
+        "storage": "memory",
+        "reachable": True,
+        "using_memory_fallback": False,
+    }
+
+
+def test_health_is_healthy_when_summaries_are_current(admin: FlaskClient, db_conn) -> None:
+    insert_series(db_conn, days_ago(3), [4, 5, 6])
+    body = admin.get(f"{PREFIX}/health").get_json()
+    assert body["checks"]["database"]["latest_summarized_day"] == yesterday().isoformat()
+    assert body["checks"]["database"]["days_behind"] == 0
+    assert body["status"] == "healthy"
+
+
+def test_health_is_a_503_when_the_database_check_fails(admin: FlaskClient, db_conn) -> None:
+    db_conn.execute("DROP TABLE activity_summary_daily")
+    response = admin.get(f"{PREFIX}/health")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["status"] == "unhealthy"
+    assert body["checks"]["database"]["status"] == "unhealthy"
+    assert "did not answer" in body["checks"]["database"]["error"]
+
+
+def test_health_report_is_unhealthy_on_a_closed_connection(app: Flask, db_conn) -> None:
+    broken = sqlite3.connect(":memory:")
+    broken.close()
+    report = activity_health.health_report(app, broken)
+    assert report["status"] == "unhealthy"
+    assert report["checks"]["database"]["status"] == "unhealthy"
+
+
+def test_healthz_is_ok_without_login(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert (response.status_code, response.get_data(as_text=True)) == (200, "ok\n")
+
+
+def test_healthz_is_a_503_when_the_database_cannot_be_opened(
+    app: Flask, client: FlaskClient, tmp_path
+) -> None:
+    app.config["DATABASE"] = str(tmp_path / "missing-dir" / "activity.sqlite3")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+
+
+# --- performance -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", ["trends", "export", "breakdown", "health", "cache/stats", "trends?metrics=bogus"]
+)
+def test_api_responses_carry_x_response_time(client: FlaskClient, bearer, path: str) -> None:
+    response = client.get(f"{PREFIX}/{path}", headers=bearer)
+    assert re.fullmatch(r"\d+\.\d{2}ms", response.headers["X-Response-Time"])
+
+
+def test_health_reports_timings_per_endpoint_with_trends_hits_and_misses_apart(
+    client: FlaskClient, bearer
+) -> None:
+    client.get(f"{PREFIX}/trends", headers=bearer)
+    client.get(f"{PREFIX}/trends", headers=bearer)
+    client.get(f"{PREFIX}/trends", headers=bearer)
+    client.get(f"{PREFIX}/export", headers=bearer)
+    client.get(f"{PREFIX}/breakdown?start_date=bad", headers=bearer)
+    performance = client.get(f"{PREFIX}/health", headers=bearer).get_json()["checks"]["performance"]
+    assert performance["trends:miss"]["count"] == 1
+    assert performance["trends:hit"]["count"] == 2
+    assert performance["export"]["count"] == 1
+    assert performance["breakdown"]["count"] == 1
+    for stats in performance.values():
+        assert set(stats) == {"count", "p50_ms", "p95_ms", "p99_ms", "error_rate"}
+        assert 0 <= stats["p50_ms"] <= stats["p95_ms"] <= stats["p99_ms"]
+        assert stats["error_rate"] == 0.0
+
+
+def test_server_errors_count_in_the_error_rate(
+    client: FlaskClient, bearer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client.get(f"{PREFIX}/breakdown", headers=bearer)
+
+    def explode(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("activity_trends_service.ActivityTrendsService.breakdown", explode)
+    client.get(f"{PREFIX}/breakdown", headers=bearer)
+    performance = client.get(f"{PREFIX}/health", headers=bearer).get_json()["checks"]["performance"]
+    assert performance["breakdown"]["count"] == 2
+    assert performance["breakdown"]["error_rate"] == 0.5
