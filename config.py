@@ -30,7 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "ACTIVITY_AUDIT_RETENTION_DAYS": 365,
     # Rows deleted per statement by the retention purge (keeps writer locks short).
     "ACTIVITY_PURGE_BATCH_SIZE": 5000,
-    # Run the background scheduler in this process (false in tests and CLI).
+    # Run the background jobs (gunicorn.conf.py and `make run` turn it on; CLI commands never do).
     "ACTIVITY_BACKGROUND_TASKS": False,
     # Write one user_activity_log row per authenticated request.
     "ACTIVITY_TRACKING_ENABLED": True,
@@ -48,7 +48,7 @@ DEFAULTS: dict[str, Any] = {
     "ACTIVITY_CACHE_MAX_BYTES": 64 * 1024 * 1024,
     # Key prefix for everything this app stores in Redis.
     "ACTIVITY_REDIS_PREFIX": "activity:",
-    # Flask-Limiter limit per user on /trends and on /export, each separately.
+    # Flask-Limiter limit per user on /trends, /export and /breakdown, each counted separately.
     "ACTIVITY_RATE_LIMIT": "100 per minute",
     # Rate-limit storage: memory:// or redis://… (None: Redis URL or memory).
     "ACTIVITY_RATELIMIT_STORAGE_URL": None,

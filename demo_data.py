@@ -23,7 +23,7 @@ from db import connect, transaction
 from demo_traffic import DEMO_PREFIX, EVENT_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, DemoGenerator
 from timeutil import local_today
 
-DEMO_LIKE = "demo\\_%"  # DEMO_PREFIX as a LIKE pattern, with ESCAPE '\\'
+DEMO_LIKE = DEMO_PREFIX.replace("_", "\\_") + "%"  # demo usernames as a LIKE pattern, ESCAPE '\\'
 # Days drawn and inserted per batch: bounds memory, and lets drawing overlap inserting.
 DAYS_PER_BATCH = 16
 # Rows per multi-row INSERT: one statement step per many rows is ~1.5x faster than executemany per row.

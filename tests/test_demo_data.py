@@ -27,6 +27,13 @@ def seeded(tmp_path, name: str = "demo", **options) -> sqlite3.Connection:
     return conn
 
 
+def connect_migrated(tmp_path) -> sqlite3.Connection:
+    """Open a fresh, migrated database."""
+    conn = connect(str(tmp_path / "fresh.sqlite3"))
+    apply_migrations(conn)
+    return conn
+
+
 def dump(conn: sqlite3.Connection) -> dict[str, list[tuple]]:
     """Return every row of the tables the seeder writes, in id order."""
     return {
@@ -50,8 +57,7 @@ def test_different_seeds_give_different_rows(tmp_path):
 
 
 def test_report_counts_what_was_inserted(tmp_path):
-    conn = connect(str(tmp_path / "demo.sqlite3"))
-    apply_migrations(conn)
+    conn = connect_migrated(tmp_path)
     report = seed_demo(conn, days=10, users=9, end_day=END_DAY)
     assert report.users == conn.execute("SELECT count(*) FROM users").fetchone()[0] == 9
     assert report.sessions == conn.execute("SELECT count(*) FROM sessions").fetchone()[0]
@@ -98,13 +104,6 @@ def test_default_size_is_about_a_million_events_a_year(tmp_path):
     report = seed_demo(connect_migrated(tmp_path), days=28, users=150, end_day=END_DAY)
     per_year = report.events * 365 / 28
     assert 500_000 <= per_year <= 2_000_000
-
-
-def connect_migrated(tmp_path) -> sqlite3.Connection:
-    """Open a fresh, migrated database."""
-    conn = connect(str(tmp_path / "fresh.sqlite3"))
-    apply_migrations(conn)
-    return conn
 
 
 def test_action_types_match_paths_as_the_tracker_classifies_them(tmp_path):
