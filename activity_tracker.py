@@ -1,26 +1,41 @@
 """One user_activity_log row for every authenticated request.
 
-The row is written synchronously, in the request's own connection, right after
-the response is built: an in-memory queue would be cheaper but would lose events
-when a worker dies or the queue fills, and SQLite in WAL mode with
-synchronous=NORMAL makes one small insert cheap enough (see bench/).
+The row is written synchronously right after the response is built: an
+in-memory queue would be cheaper but would lose events when a worker dies or
+the queue fills. It is written through a connection each serving thread keeps
+(not the request's own, which is opened and closed per request), because the
+insert and its trigger then stay compiled in that connection's statement
+cache: about 25 µs instead of 120 µs on a fresh connection (see bench/).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import sqlite3
+import threading
 import time
 
 from flask import Flask, Response, current_app, g, request
 
-from db import get_db, transaction
-from timeutil import to_db_timestamp, utc_now
+from db import connect
+from timeutil import parse_db_timestamp, to_db_timestamp, utc_now
 
 log = logging.getLogger(__name__)
 
+EXTENSION_KEY = "activity_tracker"
+
 # Health probes are polled by machines every few seconds; they are not usage.
 HEALTH_PROBE_PATHS = ("/healthz", "/api/admin/activity/health")
+# sessions.last_activity is moved at most this often: the log has every request's time,
+# and a second write per request would cost as much as the event itself.
+LAST_ACTIVITY_RESOLUTION = dt.timedelta(minutes=1)
+INSERT_EVENT = """
+INSERT INTO user_activity_log
+    (session_id, user_id, timestamp, page_url, action_type,
+     status_code, duration_ms, ip_address, user_agent)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
 
 
 def start_timer() -> None:
@@ -47,20 +62,37 @@ def is_tracked(path: str) -> bool:
     return not any(path.startswith(prefix) for prefix in excluded)
 
 
-def record_event(conn: sqlite3.Connection, event: tuple, session_id: str, cookie_session: bool) -> None:
-    """Insert one event and touch the session's last_activity, in one transaction."""
-    with transaction(conn):
-        conn.execute(
-            """
-            INSERT INTO user_activity_log
-                (session_id, user_id, timestamp, page_url, action_type,
-                 status_code, duration_ms, ip_address, user_agent)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """,
-            event,
-        )
-        if cookie_session:
-            conn.execute("UPDATE sessions SET last_activity = ? WHERE id = ?", (event[2], session_id))
+def session_needs_touch(last_activity: str | None, now: dt.datetime) -> bool:
+    """Tell whether a session's last_activity is older than the resolution we keep."""
+    return last_activity is None or now - parse_db_timestamp(last_activity) >= LAST_ACTIVITY_RESOLUTION
+
+
+class EventWriter:
+    """Writes events through one long-lived connection per serving thread."""
+
+    def __init__(self, database: str):
+        self.database = database
+        self.local = threading.local()
+
+    def connection(self) -> sqlite3.Connection:
+        """Return this thread's connection, opening it on first use."""
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = connect(self.database)
+        return conn
+
+    def write(self, event: tuple, touch_session: str | None) -> None:
+        """Insert one event (a single autocommit statement) and, when due, touch the session."""
+        conn = self.connection()
+        try:
+            conn.execute(INSERT_EVENT, event)
+            if touch_session is not None:
+                conn.execute("UPDATE sessions SET last_activity = ? WHERE id = ?", (event[2], touch_session))
+        except sqlite3.Error:
+            # A connection in an unknown state is not reused.
+            self.local.conn = None
+            conn.close()
+            raise
 
 
 def track_request(response: Response) -> Response:
@@ -69,19 +101,23 @@ def track_request(response: Response) -> Response:
     if user is None or not current_app.config["ACTIVITY_TRACKING_ENABLED"] or not is_tracked(request.path):
         return response
     started = g.get("activity_started", time.perf_counter())
+    now = utc_now()
+    touch_session = None
+    if g.auth_method == "cookie" and session_needs_touch(g.get("session_last_activity"), now):
+        touch_session = g.session_id
     event = (
         g.session_id,
         user["id"],
-        to_db_timestamp(utc_now()),
+        to_db_timestamp(now),
         request.path,
         action_type_for(request.path, response),
         response.status_code,
         round((time.perf_counter() - started) * 1000, 3),
         request.remote_addr,
-        request.user_agent.string[:500],
+        request.headers.get("User-Agent", "")[:500],
     )
     try:
-        record_event(get_db(), event, g.session_id, g.auth_method == "cookie")
+        current_app.extensions[EXTENSION_KEY].write(event, touch_session)
     except sqlite3.Error:
         # The user's request already succeeded; failing it now would not bring the
         # row back. Log the whole event so it is never lost silently.
@@ -91,5 +127,6 @@ def track_request(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Time every request and record the tracked ones."""
+    app.extensions[EXTENSION_KEY] = EventWriter(app.config["DATABASE"])
     app.before_request(start_timer)
     app.after_request(track_request)

@@ -166,6 +166,7 @@ def login(username: str, password: str) -> str:
     g.user = user
     g.session_id = hash_secret(token)
     g.auth_method = "cookie"
+    g.session_last_activity = to_db_timestamp(utc_now())  # open_session just set it
     return token
 
 
@@ -190,7 +191,7 @@ def load_current_user() -> None:
         return
     row = get_db().execute(
         """
-        SELECT users.*, sessions.id AS session_id
+        SELECT users.*, sessions.id AS session_id, sessions.last_activity AS session_last_activity
         FROM sessions
         JOIN users ON users.id = sessions.user_id
         WHERE sessions.id = ?
@@ -202,6 +203,7 @@ def load_current_user() -> None:
     if row is not None:
         g.user = row
         g.session_id = row["session_id"]
+        g.session_last_activity = row["session_last_activity"]
         g.auth_method = "cookie"
         g.csrf_token = csrf_token_for(token)
 

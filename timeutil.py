@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-DB_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 BOUND_FORMAT = "%Y-%m-%d %H:%M:%S"
 
 
@@ -15,8 +14,9 @@ def utc_now() -> dt.datetime:
 
 
 def to_db_timestamp(moment: dt.datetime) -> str:
-    """Format an aware datetime as the UTC text stored in the database."""
-    return moment.astimezone(dt.UTC).strftime(DB_FORMAT)
+    """Format an aware datetime as the UTC text stored in the database (always with microseconds)."""
+    # isoformat is several times faster than strftime, and this runs on every request.
+    return moment.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def utc_now_text() -> str:
