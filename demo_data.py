@@ -162,14 +162,18 @@ def seed_demo(
 @click.option("--users", type=click.IntRange(min=4), default=150, show_default=True,
               help="Demo users across the four roles.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed; same seed, same rows.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database already holds activity.")
 @with_appcontext
-def seed_demo_command(days: int, users: int, seed: int) -> None:
+def seed_demo_command(days: int, users: int, seed: int, if_empty: bool) -> None:
     """Fill the database with realistic demo users, sessions and activity."""
     config = current_app.config
     tz_name = config["ACTIVITY_TIMEZONE"]
     end_day = local_today(tz_name) - dt.timedelta(days=1)
     conn = connect(config["DATABASE"])
     try:
+        if if_empty and conn.execute("SELECT 1 FROM user_activity_log LIMIT 1").fetchone():
+            click.echo("The database already holds activity; no demo data seeded.")
+            return
         report = seed_demo(conn, days=days, users=users, seed=seed, end_day=end_day, tz_name=tz_name,
                            session_hours=config["SESSION_LIFETIME_HOURS"])
     except DemoDataExists as exc:

@@ -242,3 +242,12 @@ def test_cli_seeds_complete_days_ending_yesterday(runner, db_conn, app):
     assert low >= local_day_bounds_text(yesterday - dt.timedelta(days=2), tz_name)[0]
     high = db_conn.execute("SELECT max(timestamp) FROM user_activity_log").fetchone()[0]
     assert high < local_day_bounds_text(yesterday, tz_name)[1]
+
+
+def test_if_empty_seeds_an_empty_database_and_then_leaves_it_alone(runner, db_conn):
+    first = runner.invoke(args=["seed-demo", "--days", "3", "--users", "6", "--if-empty"])
+    assert first.exit_code == 0 and "Seeded" in first.output
+    events = db_conn.execute("SELECT COUNT(*) FROM user_activity_log").fetchone()[0]
+    second = runner.invoke(args=["seed-demo", "--days", "3", "--users", "6", "--if-empty"])
+    assert second.exit_code == 0 and "already holds activity" in second.output
+    assert db_conn.execute("SELECT COUNT(*) FROM user_activity_log").fetchone()[0] == events
