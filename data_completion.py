@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from timeutil import date_range
 
@@ -56,3 +59,47 @@ class DataCompletionService:
                 filled = {"filled": False, **point, self.date_key: day.isoformat()}
             completed.append(filled)
         return completed
+
+
+@dataclass(frozen=True)
+class CompletedDays:
+    """Values of several series over every day from ``first`` on (a column per day)."""
+
+    first: dt.date
+    values: np.ndarray  # (series × days), gaps as 0
+    present: np.ndarray  # (days,) True where a row existed
+
+    def dates(self, start: int = 0) -> list[str]:
+        """Return the ISO dates of the columns from ``start`` on."""
+        first = self.first.toordinal()
+        return [dt.date.fromordinal(first + i).isoformat() for i in range(start, self.values.shape[1])]
+
+
+def complete_days(
+    days: Sequence[dt.date | str],
+    rows: Sequence[Sequence[float]],
+    first: dt.date,
+    last: dt.date,
+    series: int | None = None,
+) -> CompletedDays:
+    """Scatter rows (one per day, a value per series) onto every day from first to last.
+
+    The vectorised form of :meth:`DataCompletionService.fill_missing_dates`, for
+    series read together: days without a row hold 0 and ``present`` is False there.
+    """
+    n = (last - first).days + 1
+    if n <= 0:
+        raise ValueError(f"The range starts ({first}) after it ends ({last}).")
+    width = series if series is not None else (len(rows[0]) if rows else 0)
+    parse = dt.date.fromisoformat
+    ordinals = [parse(day).toordinal() if isinstance(day, str) else as_date(day).toordinal() for day in days]
+    offsets = np.array(ordinals, dtype=np.int64) - first.toordinal()
+    inside = (offsets >= 0) & (offsets < n)
+    if len(np.unique(offsets)) != len(offsets):
+        raise ValueError("Two rows share a day.")
+    values = np.zeros((width, n))
+    present = np.zeros(n, dtype=bool)
+    if len(rows):
+        values[:, offsets[inside]] = np.asarray(rows, dtype=float)[inside].T
+        present[offsets[inside]] = True
+    return CompletedDays(first, values, present)

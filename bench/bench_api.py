@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from activity_trends_service import METRICS, ActivityTrendsService  # noqa: E402
+from activity_trends_service import METRICS, ActivityTrendsService, dumps  # noqa: E402
 from app import create_app  # noqa: E402
 from auth import create_user  # noqa: E402
 from db import connect  # noqa: E402
@@ -214,7 +214,7 @@ def main() -> int:
     service = ActivityTrendsService(conn, "UTC", cache=cache, cache_ttl=3600)
 
     def service_uncached() -> bytes:
-        return json.dumps(service.get_trends(start, end, METRICS), separators=(",", ":")).encode()
+        return dumps(service.get_trends(start, end, METRICS))  # the serializer requests use
 
     def select_and_dump() -> bytes:
         rows = conn.execute(SELECT_SQL, (start.isoformat(), end.isoformat())).fetchall()

@@ -76,3 +76,31 @@ def test_two_points_on_one_day_are_refused():
 def test_a_range_that_ends_before_it_starts_is_refused():
     with pytest.raises(ValueError, match="after it ends"):
         DataCompletionService().fill_missing_dates([], "2026-03-02", "2026-03-01")
+
+
+def test_complete_days_scatters_rows_and_marks_gaps():
+    from data_completion import complete_days
+
+    done = complete_days(["2026-03-04", D(2026, 3, 1)], [[8, 80], [5, 50]], D(2026, 3, 1), D(2026, 3, 5))
+    assert done.dates() == ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]
+    assert done.values.tolist() == [[5, 0, 0, 8, 0], [50, 0, 0, 80, 0]]
+    assert done.present.tolist() == [True, False, False, True, False]
+    assert done.dates(3) == ["2026-03-04", "2026-03-05"]
+
+
+def test_complete_days_agrees_with_fill_missing_dates():
+    from data_completion import complete_days
+
+    points = [{"date": "2026-01-02", "value": 3}, {"date": "2026-01-05", "value": 9}]
+    slow = DataCompletionService().fill_missing_dates(points, D(2026, 1, 1), D(2026, 1, 6))
+    days, rows = [p["date"] for p in points], [[p["value"]] for p in points]
+    fast = complete_days(days, rows, D(2026, 1, 1), D(2026, 1, 6))
+    assert [p["value"] for p in slow] == fast.values[0].tolist()
+    assert [p["filled"] for p in slow] == (~fast.present).tolist()
+
+
+def test_complete_days_refuses_two_rows_on_one_day():
+    from data_completion import complete_days
+
+    with pytest.raises(ValueError, match="share a day"):
+        complete_days(["2026-01-02", "2026-01-02"], [[1], [2]], D(2026, 1, 1), D(2026, 1, 3))
