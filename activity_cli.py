@@ -8,10 +8,13 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
+from activity_trends_service import ActivityTrendsService
 from daily_summaries import DailySummaryProcessor, ProcessingReport, RawDataPurgedError
 from db import connect
 from retention import RetentionPolicy, RetentionPurge
-from timeutil import date_range
+from timeutil import date_range, local_today
+from trends_cache import get_cache
+from trends_query import QueryError, parse_day, parse_metric_list, resolve_range
 
 activity_cli = AppGroup("activity", help="Summaries, backfill, retention and trends of the activity monitor.")
 
@@ -104,6 +107,35 @@ def purge_command() -> None:
         f"Deleted {report.summaries_deleted} summary row(s), {report.audit_rows_deleted} audit row(s) "
         f"and {report.sessions_deleted} expired session(s) in {report.seconds:.2f} s."
     )
+
+
+@activity_cli.command("trends")
+@click.option("--from", "start", help="First local day YYYY-MM-DD (default: 30 days before --to).")
+@click.option("--to", "end", help="Last local day YYYY-MM-DD, not after today (default: yesterday).")
+@click.option("--metrics", help="Comma list of metrics (default: all six).")
+def trends_command(start: str | None, end: str | None, metrics: str | None) -> None:
+    """Print the trends data object as JSON, exactly as the API's trends endpoint computes it."""
+    config = current_app.config
+    try:
+        first, last = resolve_range(
+            parse_day("--from", start),
+            parse_day("--to", end),
+            local_today(config["ACTIVITY_TIMEZONE"]),
+            config["ACTIVITY_MAX_RANGE_DAYS"],
+            names=("--from", "--to"),
+        )
+        wanted = parse_metric_list(metrics, "--metrics")
+    except QueryError as exc:
+        raise click.UsageError(str(exc)) from exc
+    conn = connect(config["DATABASE"])
+    try:
+        service = ActivityTrendsService(
+            conn, config["ACTIVITY_TIMEZONE"], cache=get_cache(), cache_ttl=config["ACTIVITY_CACHE_TTL"]
+        )
+        payload = service.trends_payload(first, last, wanted)
+    finally:
+        conn.close()
+    click.echo(payload.body.decode())
 
 
 def init_app(app: Flask) -> None:

@@ -10,7 +10,6 @@ import csv
 import datetime as dt
 import io
 import json
-import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from werkzeug.exceptions import HTTPException
 import activity_health
 import audit
 import rate_limiting
-from activity_trends_service import METRICS, ActivityTrendsService, InvalidQuery, canonical_metrics
+from activity_trends_service import ActivityTrendsService, InvalidQuery
 from auth import client_ip, role_required
 from daily_summaries import bump_data_version
 from db import connect, get_db
@@ -28,25 +27,14 @@ from errors import json_error
 from openapi_spec import build_openapi
 from timeutil import local_today
 from trends_cache import get_cache
+from trends_query import QueryError, parse_day, parse_flag, parse_metric_list, resolve_range
 
 bp = Blueprint("activity_trends", __name__, url_prefix="/api/admin/activity")
 
-DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-EARLIEST_DATE = dt.date(1970, 1, 1)
-DEFAULT_RANGE_DAYS = 30
-BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 RANGE_PARAMS = ("start_date", "end_date")
 TRENDS_PARAMS = frozenset({"start_date", "end_date", "metrics", "cache_bypass"})
 EXPORT_PARAMS = frozenset({"start_date", "end_date", "metrics", "cache_bypass", "format"})
 BREAKDOWN_PARAMS = frozenset({"start_date", "end_date"})
-
-
-class BadRequest(Exception):
-    """A parameter the API cannot accept; the message says what is accepted."""
-
-    def __init__(self, message: str, parameter: str | None = None):
-        super().__init__(message)
-        self.parameter = parameter
 
 
 # --- parameters ----------------------------------------------------------------
@@ -56,7 +44,7 @@ def reject_unknown_parameters(accepted: frozenset[str]) -> None:
     """Refuse parameters the endpoint does not know, so a typo never goes unnoticed."""
     unknown = sorted(set(request.args) - accepted)
     if unknown:
-        raise BadRequest(
+        raise QueryError(
             f"Unknown parameter {unknown[0]!r}; this endpoint accepts {', '.join(sorted(accepted))}.",
             unknown[0],
         )
@@ -66,79 +54,35 @@ def single_arg(name: str) -> str | None:
     """Return a parameter given at most once."""
     values = request.args.getlist(name)
     if len(values) > 1:
-        raise BadRequest(f"Give {name} at most once.", name)
+        raise QueryError(f"Give {name} at most once.", name)
     return values[0] if values else None
-
-
-def parse_date(name: str) -> dt.date | None:
-    """Parse a strict YYYY-MM-DD parameter, or None when absent."""
-    raw = single_arg(name)
-    if raw is None:
-        return None
-    try:
-        if not DATE_PATTERN.match(raw):
-            raise ValueError
-        value = dt.date.fromisoformat(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a date written YYYY-MM-DD, such as 2026-01-31.", name) from None
-    if value < EARLIEST_DATE:
-        raise BadRequest(f"{name} must be {EARLIEST_DATE} or later.", name)
-    return value
 
 
 def parse_range() -> tuple[dt.date, dt.date]:
     """Return (start, end); by default the last 30 completed local days."""
-    today = local_today(current_app.config["ACTIVITY_TIMEZONE"])
-    start, end = parse_date("start_date"), parse_date("end_date")
-    if end is None:
-        end = today - dt.timedelta(days=1)
-        if start is not None and start > end:
-            end = start
-    if start is None:
-        start = end - dt.timedelta(days=DEFAULT_RANGE_DAYS - 1)
-    if end > today:
-        raise BadRequest(
-            f"end_date {end} is in the future; the latest accepted day is today, {today}.", "end_date"
-        )
-    if end < start:
-        raise BadRequest(f"end_date {end} is before start_date {start}.", "end_date")
-    longest = current_app.config["ACTIVITY_MAX_RANGE_DAYS"]
-    if (end - start).days + 1 > longest:
-        raise BadRequest(
-            f"The range has {(end - start).days + 1} days; the longest accepted is {longest}.", "start_date"
-        )
-    return start, end
+    return resolve_range(
+        parse_day("start_date", single_arg("start_date")),
+        parse_day("end_date", single_arg("end_date")),
+        local_today(current_app.config["ACTIVITY_TIMEZONE"]),
+        current_app.config["ACTIVITY_MAX_RANGE_DAYS"],
+    )
 
 
 def parse_metrics() -> tuple[str, ...]:
     """Return the requested metrics (all when absent), duplicates dropped."""
-    raw = single_arg("metrics")
-    if raw is None or raw.strip() == "":
-        return METRICS
-    names = [name.strip() for name in raw.split(",")]
-    if any(not name for name in names):
-        raise BadRequest(f"metrics has an empty name; give a comma list of {', '.join(METRICS)}.", "metrics")
-    try:
-        return canonical_metrics(names)
-    except InvalidQuery as exc:
-        raise BadRequest(str(exc), "metrics") from None
+    return parse_metric_list(single_arg("metrics"))
 
 
 def parse_boolean(name: str) -> bool:
     """Parse true/false/1/0 (false when absent)."""
-    raw = single_arg(name)
-    if raw is None:
-        return False
-    if raw.lower() not in BOOLEANS:
-        raise BadRequest(f"{name} must be one of true, false, 1 or 0.", name)
-    return BOOLEANS[raw.lower()]
+    return parse_flag(name, single_arg(name))
 
 
 def parse_format() -> str:
     """Return the export format: csv (default) or json."""
     raw = single_arg("format") or "csv"
     if raw not in ("csv", "json"):
-        raise BadRequest("format must be csv or json.", "format")
+        raise QueryError("format must be csv or json.", "format")
     return raw
 
 
@@ -325,8 +269,8 @@ def openapi() -> Response:
 # --- errors --------------------------------------------------------------------------
 
 
-@bp.errorhandler(BadRequest)
-def bad_request(error: BadRequest) -> Response:
+@bp.errorhandler(QueryError)
+def bad_request(error: QueryError) -> Response:
     """Answer a rejected parameter with a 400 naming it."""
     details = {"parameter": error.parameter} if error.parameter is not None else None
     return json_error(400, "invalid_parameter", str(error), details)

@@ -106,3 +106,30 @@ def test_purge_says_when_an_unsummarized_day_holds_raw_events_back(runner, db_co
     result = runner.invoke(args=["activity", "purge"])
     assert "Deleted 0 raw event(s)" in result.output
     assert f"Kept raw events from {days_ago(100)} on past retention" in result.output
+
+
+def test_trends_prints_the_same_data_object_as_the_api(runner, app, db_conn, client, auth):
+    import json
+
+    from summary_rows import insert_series
+
+    insert_series(db_conn, days_ago(20), [5, 9, 14, 3, 8, 12, 7, 6, 10, 11])
+    args = ["activity", "trends", "--from", days_ago(20).isoformat(), "--to", days_ago(11).isoformat()]
+    result = runner.invoke(args=[*args, "--metrics", "unique_users,total_sessions"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    auth.login("admin")
+    query = f"start_date={days_ago(20)}&end_date={days_ago(11)}&metrics=total_sessions,unique_users"
+    served = client.get(f"/api/admin/activity/trends?{query}").get_json()["data"]
+    assert printed["metrics"] == served["metrics"]
+    assert printed["summary"] == served["summary"]
+    assert list(printed["metrics"]["unique_users"][0]) == ["date", "value", "7day_avg", "30day_avg", "filled"]
+
+
+def test_trends_refuses_bad_input_with_the_api_rules(runner):
+    future = runner.invoke(args=["activity", "trends", "--to", (TODAY + dt.timedelta(days=2)).isoformat()])
+    assert future.exit_code == 2 and "--to" in future.output and "in the future" in future.output
+    unknown = runner.invoke(args=["activity", "trends", "--metrics", "visits"])
+    assert unknown.exit_code == 2 and "valid metrics are" in unknown.output
+    bad_day = runner.invoke(args=["activity", "trends", "--from", "2026-02-30"])
+    assert bad_day.exit_code == 2 and "YYYY-MM-DD" in bad_day.output

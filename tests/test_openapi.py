@@ -20,7 +20,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 import api_tokens
-from activity_trends_api import BOOLEANS, BREAKDOWN_PARAMS, EXPORT_PARAMS, TRENDS_PARAMS
+from activity_trends_api import BREAKDOWN_PARAMS, EXPORT_PARAMS, TRENDS_PARAMS
 from activity_trends_service import METRICS
 from app import create_app
 from auth import create_user
@@ -28,6 +28,7 @@ from db import connect
 from openapi_spec import build_openapi
 from summary_rows import insert_summary
 from timeutil import local_today
+from trends_query import BOOLEANS
 
 PREFIX = "/api/admin/activity"
 DOCUMENT_URI = "urn:activity-monitor:openapi"
