@@ -15,7 +15,8 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +51,10 @@ class JobState:
 
     def as_dict(self) -> dict[str, Any]:
         """Return the state with the next run as ISO text."""
-        next_run = self.job.next_run.isoformat() if self.job is not None and self.job.next_run else None
+        next_run = None
+        if self.job is not None and self.job.next_run is not None:
+            # schedule keeps naive local times; say which instant that is.
+            next_run = self.job.next_run.astimezone().isoformat()
         return {
             "last_run": self.last_run,
             "last_duration_ms": self.last_duration_ms,
@@ -160,7 +164,8 @@ class BackgroundTaskManager:
             error = None
             result = None
             try:
-                result = work()
+                with self.lock_renewed_meanwhile():
+                    result = work()
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 log.error("Background job %s failed:\n%s", name, traceback.format_exc())
@@ -215,6 +220,61 @@ class BackgroundTaskManager:
         except Exception:
             log.exception("Could not record the end of job run %s", run_id)
 
+    @contextmanager
+    def lock_renewed_meanwhile(self) -> Iterator[None]:
+        """Renew the leader lock every third of its TTL while a job runs: ticks (which renew it)
+        wait for the job, and a Redis lock expiring mid-job would let a second leader start."""
+        done = threading.Event()
+        interval = self.config["ACTIVITY_LEADER_LOCK_TTL"] / 3
+
+        def renew() -> None:
+            while not done.wait(interval) and self.lock.renew():
+                pass
+
+        renewer = threading.Thread(target=renew, name="activity-leader-renewal", daemon=True)
+        renewer.start()
+        try:
+            yield
+        finally:
+            done.set()
+            renewer.join()
+
+    def skip_runs_made_elsewhere(self) -> None:
+        """On becoming leader, move past the runs that fell due while this process followed and
+        that a leader finished meanwhile (per activity_job_runs), so a takeover never repeats them;
+        a due run nobody finished (its leader died first) stays due and runs now."""
+        for name, state in self.jobs.items():
+            job = state.job
+            if job is None or job.next_run is None or not job.should_run:
+                continue
+            # schedule keeps naive local times.
+            if self.finished_since(name, job.next_run.astimezone(dt.UTC)):
+                job._schedule_next_run()  # schedule (pinned 1.2) has no public way to skip a run
+
+    def finished_since(self, name: str, moment: dt.datetime) -> bool:
+        """Tell whether a run of the job that started at ``moment`` or later has finished
+        (False when the history cannot be read, so the job runs rather than being lost)."""
+        try:
+            conn = connect(self.config["DATABASE"])
+            try:
+                row = conn.execute(
+                    """
+                    SELECT 1
+                    FROM activity_job_runs
+                    WHERE job = ?
+                      AND started_at >= ?
+                      AND finished_at IS NOT NULL
+                    LIMIT 1
+                    """,
+                    (name, to_db_timestamp(moment)),
+                ).fetchone()
+            finally:
+                conn.close()
+        except Exception:
+            log.exception("Could not read the run history of job %s", name)
+            return False
+        return row is not None
+
     def tick(self) -> None:
         """One turn of the loop: keep or seek leadership, catch up once, run due jobs."""
         if self.is_leader:
@@ -225,6 +285,7 @@ class BackgroundTaskManager:
             self.is_leader = True
             self.caught_up = False
             log.info("This process (pid %s) now runs the background jobs.", os.getpid())
+            self.skip_runs_made_elsewhere()
         if not self.is_leader:
             return
         if not self.caught_up:

@@ -6,6 +6,7 @@ import datetime as dt
 import multiprocessing
 import os
 import signal
+import threading
 import time
 import types
 import uuid
@@ -127,7 +128,7 @@ def test_a_failing_job_is_reported_and_rescheduled_not_rerun(clock, manager_for,
     assert health["last_status"] == "failed"
     assert health["last_error"] == "RuntimeError: disk on fire"
     assert health["failure_count"] == 1 and health["run_count"] == 1
-    assert health["next_run"] > clock.now.astimezone().replace(tzinfo=None).isoformat()
+    assert dt.datetime.fromisoformat(health["next_run"]) > clock.now
     clock.advance(minutes=15)
     manager.tick()
     assert calls == [1, 1]
@@ -366,3 +367,49 @@ def test_lock_kind_follows_the_config(app):
     assert lock_for_config(config).kind == "redis"
     config["ACTIVITY_LEADER_LOCK_URL"] = "file://"
     assert lock_for_config(config).kind == "file"
+
+
+def test_a_new_leader_skips_the_daily_run_its_predecessor_finished(clock, manager_for):
+    a, b = manager_for(), manager_for()
+    a.tick()
+    b.tick()
+    clock.advance(hours=14, minutes=1)  # Friday 12:00 -> Saturday 02:01, the daily run is due
+    a.tick()
+    b.tick()
+    a.stop()
+    b.tick()
+    assert b.is_leader
+    assert len(job_runs(a.app, "daily_summaries")) == 1
+    clock.advance(days=1)
+    b.tick()
+    assert len(job_runs(a.app, "daily_summaries")) == 2
+
+
+def test_a_new_leader_makes_the_daily_run_its_predecessor_missed(clock, manager_for):
+    a, b = manager_for(), manager_for()
+    a.tick()
+    b.tick()
+    a.stop()
+    clock.advance(hours=14, minutes=1)
+    b.tick()
+    assert b.is_leader
+    assert len(job_runs(a.app, "daily_summaries")) == 1
+
+
+def test_the_redis_lock_is_kept_while_a_job_outlives_its_ttl(make_app, redis_available):
+    redis_available()
+    prefix = f"test-bg-{uuid.uuid4().hex}:"
+    app = make_app(ACTIVITY_REDIS_URL=redis_url(), ACTIVITY_REDIS_PREFIX=prefix, ACTIVITY_LEADER_LOCK_TTL=1)
+    leader = BackgroundTaskManager(app)
+    rival = RedisLeaderLock.from_url(redis_url(), prefix + "leader", 1)
+    assert leader.lock.acquire()
+    seen = []
+    worker = threading.Thread(target=leader.run_job, args=("slow", lambda: time.sleep(2.5)))
+    worker.start()
+    while worker.is_alive():
+        seen.append(rival.acquire())
+        time.sleep(0.1)
+    assert not any(seen)
+    assert leader.lock.renew()
+    leader.lock.release()
+    redis.Redis.from_url(redis_url()).delete(prefix + "leader")

@@ -1,0 +1,327 @@
+"""Requests per second through real gunicorn (2 workers) for a trivial endpoint and for trends.
+
+Run from anywhere: ``python bench/bench_gunicorn.py [--seconds S] [--rounds R] [--clients N]``. It builds a
+throw-away database with 730 days of summaries and an admin API token, then for each storage,
+memory (no Redis) and Redis (``REDIS_URL``, default DB 15, under a throw-away prefix deleted
+afterwards; skipped when Redis does not answer), starts gunicorn on 127.0.0.1 with a huge rate
+limit and measures, each for a fixed time after a warm-up:
+
+- GET /api/devices (trivial, authenticated),
+- trends over 365 days, all metrics, cached,
+- the same with ``cache_bypass=true`` (uncached).
+
+Load comes from ``wrk`` when it is installed, otherwise from N client processes, each with one
+keep-alive connection. Every request also writes one activity row to SQLite, as in production.
+Prints the table and cached/trivial per storage; exits 1 when a ratio is under the 0.70 target.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import http.client
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import redis  # noqa: E402
+from bench_api import RANGE_DAYS, build_database  # noqa: E402
+
+import api_tokens  # noqa: E402
+from app import create_app  # noqa: E402
+from auth import create_user  # noqa: E402
+from db import connect  # noqa: E402
+from timeutil import local_today  # noqa: E402
+
+TARGET_CACHED_RATIO = 0.70
+WARMUP_SECONDS = 1.0
+CACHED_PREFIX = b'{"success":true,"cached":true,'
+
+
+def free_port() -> int:
+    """Return a TCP port free on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare(database: str) -> str:
+    """Migrate a new database, fill it with 730 days of summaries; return an admin API token."""
+    app = create_app({"DATABASE": database, "SECRET_KEY": "bench", "ACTIVITY_BACKGROUND_TASKS": False})
+    build_database(database, local_today(app.config["ACTIVITY_TIMEZONE"]))
+    conn = connect(database)
+    try:
+        user_id = create_user(conn, "bench-admin", "bench password", "admin")
+        return api_tokens.create_token(conn, user_id, "bench")[1]
+    finally:
+        conn.close()
+
+
+class Server:
+    """gunicorn with 2 workers on a free loopback port, in its own process group."""
+
+    def __init__(self, database: str, redis_url: str | None, prefix: str, log_path: Path):
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "FLASK_DATABASE": database,
+            "FLASK_SECRET_KEY": "bench-secret",
+            "FLASK_ACTIVITY_RATE_LIMIT": "100000000 per minute",
+            "FLASK_ACTIVITY_REDIS_PREFIX": prefix,
+            "GUNICORN_WORKERS": "2",
+            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+            "GUNICORN_LOGLEVEL": "warning",
+        }
+        for key in (
+            "FLASK_ACTIVITY_CACHE_URL",
+            "FLASK_ACTIVITY_RATELIMIT_STORAGE_URL",
+            "FLASK_ACTIVITY_REDIS_URL",
+        ):
+            env.pop(key, None)
+        if redis_url:
+            env["FLASK_ACTIVITY_REDIS_URL"] = redis_url
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "gunicorn.conf.py",
+            "--access-logfile",
+            "/dev/null",
+        ]
+        self.log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [*command, "app:create_app()"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        """Wait until /healthz answers (and a moment more, so the second worker is up too)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}; see {self.log.name}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    conn.close()
+                    time.sleep(2)
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("gunicorn did not answer /healthz in time")
+
+    def stop(self) -> None:
+        """Stop the master and its workers."""
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+        except ProcessLookupError:
+            pass
+        self.log.close()
+
+
+def client_loop(port: int, path: str, token: str, seconds: float) -> tuple[int, int, int]:
+    """Send GETs on one keep-alive connection for ``seconds``; return (ok, cached, failed) counts."""
+    headers = {"Authorization": f"Bearer {token}"}
+    ok = cached = failed = 0
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            conn.request("GET", path, headers=headers)
+            response = conn.getresponse()
+            body = response.read()
+        except (OSError, http.client.HTTPException):
+            failed += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            continue
+        if response.status == 200:
+            ok += 1
+            cached += body.startswith(CACHED_PREFIX)
+        else:
+            failed += 1
+    conn.close()
+    return ok, cached, failed
+
+
+def python_load(
+    pool: multiprocessing.pool.Pool, port: int, path: str, token: str, seconds: float, clients: int
+) -> tuple[float, float, int]:
+    """Run ``clients`` processes for ``seconds``; return (requests per second, share cached, failed)."""
+    started = time.perf_counter()
+    results = pool.starmap(client_loop, [(port, path, token, seconds)] * clients)
+    elapsed = time.perf_counter() - started
+    ok = sum(r[0] for r in results)
+    return ok / elapsed, sum(r[1] for r in results) / max(ok, 1), sum(r[2] for r in results)
+
+
+def wrk_load(port: int, path: str, token: str, seconds: float, clients: int) -> tuple[float, float, int]:
+    """Run wrk for ``seconds``; return (requests per second, -1 for share cached unknown, non-2xx count)."""
+    output = subprocess.run(
+        ["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s"]
+        + ["-H", f"Authorization: Bearer {token}", f"http://127.0.0.1:{port}{path}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    return rps, -1, int(bad.group(1)) if bad else 0
+
+
+def measure(
+    pool: multiprocessing.pool.Pool, port: int, path: str, token: str, seconds: float, clients: int
+) -> tuple[float, float, int]:
+    """Load ``path`` with wrk when installed, else with the Python clients."""
+    if shutil.which("wrk"):
+        return wrk_load(port, path, token, seconds, clients)
+    return python_load(pool, port, path, token, seconds, clients)
+
+
+def redis_reachable(url: str) -> bool:
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+        return True
+    except redis.RedisError:
+        return False
+
+
+def delete_keys(url: str, prefix: str) -> None:
+    """Delete every key under the bench's prefix (the limiter puts its own prefix before ours)."""
+    client = redis.Redis.from_url(url, socket_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=f"*{prefix}*", count=500))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()
+
+
+def measure_all(
+    pool: multiprocessing.pool.Pool,
+    servers: dict[str, Server],
+    cells: dict[str, str],
+    token: str,
+    args: argparse.Namespace,
+) -> dict[str, dict[str, list[float]]]:
+    """Warm every cell up, then measure all cells of all servers in turn for ``rounds`` rounds, so
+    noise from the rest of the machine hits every cell alike; return requests per second per round."""
+    for server in servers.values():
+        for path in cells.values():
+            # Fills each worker's cache and warms SQLite pages.
+            measure(pool, server.port, path, token, WARMUP_SECONDS, args.clients)
+    rps: dict[str, dict[str, list[float]]] = {storage: {name: [] for name in cells} for storage in servers}
+    for _ in range(args.rounds):
+        for storage, server in servers.items():
+            for name, path in cells.items():
+                value, cached, failed = measure(
+                    pool, server.port, path, token, args.seconds / args.rounds, args.clients
+                )
+                if failed:
+                    raise RuntimeError(f"{failed} requests to {path} failed ({storage})")
+                if name == "cached" and 0 <= cached < 0.99:
+                    raise RuntimeError(f"only {cached:.0%} of the cached trends answers came from the cache")
+                rps[storage][name].append(value)
+    return rps
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="Measured seconds per cell.")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="Interleaved rounds the seconds are split into."
+    )
+    parser.add_argument("--clients", type=int, default=4, help="Concurrent keep-alive connections.")
+    args = parser.parse_args()
+
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
+    workdir = tempfile.TemporaryDirectory(prefix="bench-gunicorn-")
+    database = str(Path(workdir.name) / "activity.sqlite3")
+    token = prepare(database)
+    end = local_today("UTC") - dt.timedelta(days=1)
+    start = end - dt.timedelta(days=RANGE_DAYS - 1)
+    trends = f"/api/admin/activity/trends?start_date={start}&end_date={end}"
+    cells = {"trivial": "/api/devices", "cached": trends, "uncached": trends + "&cache_bypass=true"}
+    storages = {"memory": None, "redis": redis_url}
+    if not redis_reachable(redis_url):
+        print(f"(no Redis at {redis_url}: the Redis row is skipped)")
+        del storages["redis"]
+    tool = "wrk" if shutil.which("wrk") else "Python client processes"
+    print(
+        f"gunicorn, 2 workers on 127.0.0.1; load: {tool}, {args.clients} connections; "
+        f"{args.seconds:g} s a cell in {args.rounds} interleaved rounds"
+    )
+
+    pool = multiprocessing.get_context("spawn").Pool(args.clients)
+    servers: dict[str, Server] = {}
+    prefixes: dict[str, str] = {}
+    try:
+        # Both servers run at once (idle while the other is measured), so their cells interleave.
+        for storage, url in storages.items():
+            prefixes[storage] = f"bench-gunicorn-{uuid.uuid4().hex}:"
+            log_path = Path(workdir.name) / f"gunicorn-{storage}.log"
+            servers[storage] = Server(database, url, prefixes[storage], log_path)
+        for server in servers.values():
+            server.wait_ready()
+        results = measure_all(pool, servers, cells, token, args)
+    finally:
+        for server in servers.values():
+            server.stop()
+        for storage, url in storages.items():
+            if url and storage in prefixes:
+                delete_keys(url, prefixes[storage])
+        pool.close()
+        pool.join()
+        workdir.cleanup()
+
+    print("\nrequests per second, median of the rounds (min-max); cached/trivial per round, median (min-max)")
+    print(f"{'storage':<8}{'trivial':>20}{'cached':>20}{'uncached':>16}{'cached/trivial':>22}")
+    failures = []
+    for storage, rps in results.items():
+        ratios = [cached / trivial for cached, trivial in zip(rps["cached"], rps["trivial"], strict=True)]
+        ratio = statistics.median(ratios)
+        if ratio < TARGET_CACHED_RATIO:
+            failures.append(storage)
+        cells_text = "".join(
+            f"{spread(rps[name], '.0f'):>{width}}"
+            for name, width in (("trivial", 20), ("cached", 20), ("uncached", 16))
+        )
+        verdict = "ok" if ratio >= TARGET_CACHED_RATIO else "UNDER TARGET"
+        print(
+            f"{storage:<8}{cells_text}{spread(ratios, '.2f'):>22}   target >= {TARGET_CACHED_RATIO} {verdict}"
+        )
+    return 1 if failures else 0
+
+
+def spread(values: list[float], fmt: str) -> str:
+    """Return 'median (min-max)' of the values."""
+    return f"{statistics.median(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
