@@ -161,7 +161,7 @@ class ActivityTrendsService:
         range_values = history.range_values(start)
         analyses = self.analyzer.analyze_many(range_values, date_range(start, end))
         dates = history.completed.dates(history.offset(start))
-        filled = (~history.completed.present[history.offset(start) :]).tolist()
+        filled = ~history.completed.present[history.offset(start) :]
         partial = history.partial_dates(start)
         metrics_out: dict[str, list[dict[str, Any]]] = {}
         summary_out: dict[str, dict[str, Any]] = {}
@@ -205,7 +205,7 @@ class ActivityTrendsService:
         row: int,
         start: dt.date,
         dates: list[str],
-        filled: list[bool],
+        filled: np.ndarray,
         partial: set[str],
     ) -> list[dict[str, Any]]:
         """Return one point per day of the range for one metric, gaps filled, with moving averages."""
@@ -214,9 +214,13 @@ class ActivityTrendsService:
         week = np.round(self.analyzer.trailing_means(series, 7)[LOOKBACK_DAYS:], 2).tolist()
         month = np.round(self.analyzer.trailing_means(series, 30)[LOOKBACK_DAYS:], 2).tolist()
         points = [
-            {"date": day, "value": value, "7day_avg": w, "30day_avg": m, "filled": gap}
-            for day, value, w, m, gap in zip(dates, values, week, month, filled, strict=True)
+            {"date": day, "value": value, "7day_avg": w, "30day_avg": m}
+            for day, value, w, m in zip(dates, values, week, month, strict=True)
         ]
+        # Only gap days carry "filled" (and only today's running row "partial"): a flag on
+        # every point would add a sixth of the payload and say nothing.
+        for index in np.flatnonzero(filled).tolist():
+            points[index]["filled"] = True
         if partial:
             for point in points:
                 if point["date"] in partial:

@@ -123,7 +123,7 @@ def test_trends_prints_the_same_data_object_as_the_api(runner, app, db_conn, cli
     served = client.get(f"/api/admin/activity/trends?{query}").get_json()["data"]
     assert printed["metrics"] == served["metrics"]
     assert printed["summary"] == served["summary"]
-    assert list(printed["metrics"]["unique_users"][0]) == ["date", "value", "7day_avg", "30day_avg", "filled"]
+    assert list(printed["metrics"]["unique_users"][0]) == ["date", "value", "7day_avg", "30day_avg"]
 
 
 def test_trends_refuses_bad_input_with_the_api_rules(runner):
