@@ -29,6 +29,8 @@ EXTENSION_KEY = "activity_cache"
 REDIS_SOCKET_TIMEOUT = 0.25
 # Seconds between attempts to reach a Redis that failed; requests meanwhile use the fallback.
 REDIS_RETRY_INTERVAL = 5.0
+# Seconds a value read from Redis is also kept in process (see RedisCache._near).
+NEAR_CACHE_TTL = 60
 # Keys per SCAN page and per UNLINK/STRLEN batch.
 SCAN_BATCH = 500
 
@@ -218,6 +220,15 @@ class RedisCache:
         self._fallback = TrendsCache(
             default_ttl=default_ttl, max_entries=max_entries, max_bytes=max_bytes, clock=clock
         )
+        # Values fetched from Redis, kept briefly so a hot answer (~150 KB) is not shipped
+        # from Redis on every request. Callers' keys carry the data version, so a value
+        # under a key never changes and a near copy cannot be stale.
+        self._near = TrendsCache(
+            default_ttl=min(NEAR_CACHE_TTL, default_ttl),
+            max_entries=max_entries,
+            max_bytes=max_bytes,
+            clock=clock,
+        )
         self._clock = clock
         self._retry_interval = retry_interval
         self._state_lock = threading.Lock()
@@ -238,10 +249,18 @@ class RedisCache:
 
     def get(self, key: str) -> bytes | None:
         """Return the value cached under ``key``, or None when absent or expired."""
+        near = self._near.get(key)
+        if near is not None:
+            self._on_redis(lambda: self._client.hincrby(self._stats_key, "hits", 1))
+            return near
         reached, value = self._on_redis(
             lambda: self._get_and_count(keys=[self._entry_prefix + key, self._stats_key])
         )
-        return value if reached else self._fallback.get(key)
+        if not reached:
+            return self._fallback.get(key)
+        if value is not None:
+            self._near.set(key, value)
+        return value
 
     def set(self, key: str, value: bytes, ttl: int | None = None) -> bool:
         """Cache ``value`` for ``ttl`` whole seconds (default_ttl when None); return whether it was kept."""
@@ -261,6 +280,7 @@ class RedisCache:
 
     def delete(self, key: str) -> bool:
         """Remove ``key`` from Redis and the fallback; return whether it was cached."""
+        self._near.delete(key)
         reached, removed = self._on_redis(lambda: self._client.delete(self._entry_prefix + key))
         in_fallback = self._fallback.delete(key)
         return bool(reached and removed) or in_fallback
@@ -271,6 +291,7 @@ class RedisCache:
         def unlink_all() -> int:
             return sum(self._client.unlink(*batch) for batch in self._scan_entries())
 
+        self._near.clear()
         reached, removed = self._on_redis(unlink_all)
         return (removed if reached else 0) + self._fallback.clear()
 
@@ -361,6 +382,8 @@ class RedisCache:
                 return
             self._degraded = False
         self._fallback.clear()
+        # A restarted Redis may be empty: let the next request store its answer there again.
+        self._near.clear()
         log.info("Redis cache reachable again; in-process fallback cleared")
 
 

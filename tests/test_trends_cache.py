@@ -528,3 +528,16 @@ def test_redis_recovers_after_retry_interval_and_clears_fallback(
     assert direct.get(f"{cache.prefix}trends:after") == b"redis"
     assert cache.get("after") == b"redis"
     direct.close()
+
+
+def test_redis_values_are_kept_near_and_still_counted_as_shared_hits(make_redis_cache):
+    first, second = make_redis_cache(), make_redis_cache()
+    first.set("k", b"payload")
+    assert second.get("k") == b"payload"
+    first.delete("k")
+    # The second worker keeps its near copy (keys carry the data version, so it cannot be stale) ...
+    assert second.get("k") == b"payload"
+    # ... and its near hits still count in the shared statistics.
+    assert first.stats()["hits"] == 2
+    second.clear()
+    assert second.get("k") is None
