@@ -84,6 +84,7 @@ EVENTS_SQL = f"""
     FROM user_activity_log
     WHERE timestamp >= :window_start
       AND timestamp < :day_end
+    ORDER BY timestamp
 """
 
 
@@ -99,7 +100,7 @@ def read_data_version(conn: sqlite3.Connection) -> int:
 
 def bump_data_version(conn: sqlite3.Connection) -> int:
     """Increase the data version by one (in the caller's transaction, if any); return the new one."""
-    row = conn.execute(
+    rows = conn.execute(
         """
         INSERT INTO activity_data_version (id, version, updated_at)
         VALUES (1, 1, :now)
@@ -109,8 +110,8 @@ def bump_data_version(conn: sqlite3.Connection) -> int:
         RETURNING version
         """,
         {"now": to_db_timestamp(utc_now())},
-    ).fetchone()
-    return int(row[0])
+    ).fetchall()  # all rows: the statement must finish, or autocommit would not commit yet
+    return int(rows[0][0])
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import count
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,8 @@ from timeutil import local_day_bounds
 US_PER_SECOND = 1_000_000
 US_PER_HOUR = 3600 * US_PER_SECOND
 TOP_PAGES_LIMIT = 10
+# Ids below this are ranked by counting (O(n)) instead of sorting.
+COUNTING_LIMIT = 1 << 22
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # UTC offsets never change twice within this long, so probing at this step finds every change.
 OFFSET_PROBE_STEP = dt.timedelta(minutes=15)
@@ -31,6 +34,7 @@ OFFSET_PROBE_STEP = dt.timedelta(minutes=15)
 # (one value fewer per row: fetching rows from SQLite costs per value).
 KIND_OTHER, KIND_PAGE_VIEW, KIND_API_CALL = 0, 1, 2
 KINDS = 4
+USER_KIND, TIMESTAMP, SESSION_ID, PAGE_URL = (itemgetter(column) for column in range(4))
 
 
 def to_us(moment: dt.datetime) -> int:
@@ -128,14 +132,15 @@ class DayEvents:
         for rows in chunks:
             if not rows:
                 continue
-            user_kind_col, time_col, session_col, page_col = zip(*rows, strict=True)
-            user_kinds = np.array(user_kind_col, dtype=np.int64)
+            # Column by column with itemgetter: several times faster than zip(*rows).
+            user_kinds = np.fromiter(map(USER_KIND, rows), np.int64, len(rows))
             users.append(user_kinds // KINDS)
             kinds.append((user_kinds % KINDS).astype(np.int8))
-            times.append(np.array(time_col, dtype="datetime64[us]").astype(np.int64))
+            times.append(np.array(list(map(TIMESTAMP, rows)), dtype="datetime64[us]").astype(np.int64))
             # setdefault hands a new id the next number; known ids keep theirs.
-            codes.append(np.fromiter(map(code_of.setdefault, session_col, next_code), np.int64, len(rows)))
-            pages.update(page_col)
+            sessions = map(code_of.setdefault, map(SESSION_ID, rows), next_code)
+            codes.append(np.fromiter(sessions, np.int64, len(rows)))
+            pages.update(map(PAGE_URL, rows))
         pages.pop(None, None)
 
         def joined(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
@@ -147,6 +152,19 @@ class DayEvents:
             session_codes=joined(codes, np.int64),
             kinds=joined(kinds, np.int8),
             page_view_counts=pages,
+        )
+
+    def in_time_order(self) -> DayEvents:
+        """Return the events sorted by time (themselves when they already are, as read from SQL)."""
+        if np.all(self.times_us[1:] >= self.times_us[:-1]):
+            return self
+        order = np.argsort(self.times_us, kind="stable")
+        return DayEvents(
+            self.user_ids[order],
+            self.times_us[order],
+            self.session_codes[order],
+            self.kinds[order],
+            self.page_view_counts,
         )
 
 
@@ -168,23 +186,41 @@ class DayMetrics:
 
 def compute_day_metrics(events: DayEvents, window: DayWindow) -> DayMetrics:
     """Compute every metric of the day from the events of its window."""
+    events = events.in_time_order()
     in_day = (events.times_us >= window.start_us) & (events.times_us < window.end_us)
     times = events.times_us[in_day]
     kinds = events.kinds[in_day]
-    users = np.unique(events.user_ids[in_day])
+    users = distinct(events.user_ids[in_day])
     hours = local_hour_counts(times, window)
+    sessions, duration_seconds = session_count_and_mean_duration(events.session_codes[in_day], times)
     return DayMetrics(
         unique_users=len(users),
-        total_sessions=len(np.unique(events.session_codes[in_day])),
+        total_sessions=sessions,
         total_page_views=int(np.count_nonzero(kinds == KIND_PAGE_VIEW)),
         total_api_calls=int(np.count_nonzero(kinds == KIND_API_CALL)),
         total_events=len(times),
-        avg_session_duration_seconds=mean_session_duration_seconds(events.session_codes[in_day], times),
+        avg_session_duration_seconds=duration_seconds,
         peak_concurrent_users=peak_concurrent_users(events.user_ids, events.times_us, window),
         peak_hour=int(np.argmax(hours)) if len(times) else None,
         top_pages=top_pages(events.page_view_counts),
         active_user_ids=users.tolist(),
     )
+
+
+def distinct(values: np.ndarray) -> np.ndarray:
+    """Return the distinct values, ascending (by counting when they are small ids)."""
+    if len(values) and values.min() >= 0 and values.max() < COUNTING_LIMIT:
+        return np.flatnonzero(np.bincount(values))
+    return np.unique(values)
+
+
+def dense_ranks(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Return each value's rank among the distinct values (0 for the smallest), and their number."""
+    if len(values) and values.min() >= 0 and values.max() < COUNTING_LIMIT:
+        present = np.bincount(values) > 0
+        return np.cumsum(present)[values] - 1, int(np.count_nonzero(present))
+    uniques, inverse = np.unique(values, return_inverse=True)
+    return inverse, len(uniques)
 
 
 def local_hour_counts(times_us: np.ndarray, window: DayWindow) -> np.ndarray:
@@ -194,30 +230,37 @@ def local_hour_counts(times_us: np.ndarray, window: DayWindow) -> np.ndarray:
     return np.bincount((local_us // US_PER_HOUR) % 24, minlength=24)
 
 
-def mean_session_duration_seconds(session_codes: np.ndarray, times_us: np.ndarray) -> int:
-    """Return the mean over sessions of last minus first event time, rounded half up to a second."""
+def session_count_and_mean_duration(session_codes: np.ndarray, times_us: np.ndarray) -> tuple[int, int]:
+    """Return the number of sessions and the mean over them of last minus first event time,
+    rounded half up to a whole second (0 without sessions)."""
     if len(times_us) == 0:
-        return 0
-    sessions, index = np.unique(session_codes, return_inverse=True)
-    first = np.full(len(sessions), np.iinfo(np.int64).max)
-    last = np.full(len(sessions), np.iinfo(np.int64).min)
-    np.minimum.at(first, index, times_us)
-    np.maximum.at(last, index, times_us)
+        return 0, 0
+    ranks, sessions = dense_ranks(session_codes)
+    first = np.full(sessions, np.iinfo(np.int64).max)
+    last = np.full(sessions, np.iinfo(np.int64).min)
+    np.minimum.at(first, ranks, times_us)
+    np.maximum.at(last, ranks, times_us)
     total_us = int((last - first).sum())
-    denominator = len(sessions) * US_PER_SECOND
-    return (2 * total_us + denominator) // (2 * denominator)
+    denominator = sessions * US_PER_SECOND
+    return sessions, (2 * total_us + denominator) // (2 * denominator)
 
 
 def peak_concurrent_users(user_ids: np.ndarray, times_us: np.ndarray, window: DayWindow) -> int:
-    """Return the most distinct users online at one instant of the day.
+    """Return the most distinct users online at one instant of the day (times in ascending order).
 
     Each event keeps its user online over [t, t + idle); a user's intervals are
     merged first, so a user counts once however many events overlap.
     """
     if len(times_us) == 0:
         return 0
-    order = np.lexsort((times_us, user_ids))
-    users, times = user_ids[order], times_us[order]
+    ranks, count_users = dense_ranks(user_ids)
+    # Grouping by user keeps each user's events in time order: a stable sort, by
+    # counting when there are few enough users for 16-bit ranks.
+    if count_users <= 1 << 16:
+        order = np.argsort(ranks.astype(np.uint16), kind="stable")
+    else:
+        order = np.lexsort((times_us, ranks))
+    users, times = ranks[order], times_us[order]
     starts_group = np.ones(len(times), dtype=bool)
     starts_group[1:] = (users[1:] != users[:-1]) | (times[1:] - times[:-1] > window.idle_us)
     first = np.flatnonzero(starts_group)

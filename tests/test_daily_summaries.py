@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import daily_summaries
 from activity_events import LATER, UTC, add_event, add_user, dirty_days, local, processor, summary, utc
-from daily_summaries import EVENTS_SQL, DailySummaryProcessor, read_data_version
+from daily_summaries import EVENTS_SQL, DailySummaryProcessor, bump_data_version, read_data_version
 from db import apply_migrations, connect
 from timeutil import date_range, to_db_timestamp
 
@@ -279,6 +279,16 @@ def test_a_day_that_has_not_begun_cannot_be_summarized(db_conn):
         processor(db_conn, now=utc("2026-05-10 12:00")).summarize_day(D(2026, 5, 11))
 
 
+def test_a_data_version_bump_is_seen_at_once_by_other_connections(app, db_conn):
+    other = connect(app.config["DATABASE"])
+    try:
+        before = read_data_version(other)
+        assert bump_data_version(db_conn) == before + 1
+        assert read_data_version(other) == before + 1
+    finally:
+        other.close()
+
+
 def test_a_late_event_marks_its_final_day_dirty_and_the_next_run_recomputes_exactly_it(db_conn, users):
     add_event(db_conn, utc("2026-05-08 10:00"), users["admin"])
     days = processor(db_conn)
@@ -352,6 +362,7 @@ def test_a_day_is_read_by_a_range_scan_on_the_timestamp_index(db_conn):
     )
     assert "USING INDEX idx_user_activity_log_timestamp (timestamp>? AND timestamp<?)" in plan
     assert "SCAN" not in plan
+    assert "TEMP B-TREE" not in plan  # the index already yields time order
 
 
 def test_the_late_data_lookup_of_each_insert_is_an_index_range(db_conn):
