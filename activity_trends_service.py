@@ -17,19 +17,13 @@ from typing import Any
 import numpy as np
 import orjson
 
-from daily_summaries import read_data_version
+from daily_summaries import METRIC_COLUMNS, read_data_version
 from data_completion import CompletedDays, complete_days
 from timeutil import date_range, utc_now
 from trend_analysis import TrendAnalyzer
 
-METRICS = (
-    "unique_users",
-    "total_sessions",
-    "total_page_views",
-    "total_api_calls",
-    "avg_session_duration_seconds",
-    "peak_concurrent_users",
-)
+# Column names from requests are only ever these (the SQL whitelist).
+METRICS = METRIC_COLUMNS
 ROLES = ("admin", "manager", "driver", "viewer")
 # The 30-day moving average of the first day in range reaches 29 days back.
 LOOKBACK_DAYS = 29

@@ -85,6 +85,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# Late events mark summary days dirty within a week of their time (see migration 003).
+MAX_IDLE_MINUTES = 6 * 24 * 60
+
+
 class ConfigError(ValueError):
     """Raised at start-up when a configuration value cannot work."""
 
@@ -125,6 +129,11 @@ def validate_config(config: dict[str, Any]) -> None:
         url = config[key]
         if url is not None and not str(url).startswith(("memory://", "redis://", "rediss://", "unix://")):
             raise ConfigError(f"{key}={url!r} must start with memory:// or redis://.")
+    if config["ACTIVITY_IDLE_MINUTES"] > MAX_IDLE_MINUTES:
+        raise ConfigError(
+            f"ACTIVITY_IDLE_MINUTES={config['ACTIVITY_IDLE_MINUTES']} is more than six days "
+            f"({MAX_IDLE_MINUTES}); late events could then change days the summaries do not watch."
+        )
     lock_url = config["ACTIVITY_LEADER_LOCK_URL"]
     if lock_url is not None and not str(lock_url).startswith(("file://", "redis://", "rediss://", "unix://")):
         raise ConfigError(f"ACTIVITY_LEADER_LOCK_URL={lock_url!r} must start with file:// or redis://.")

@@ -22,6 +22,7 @@ from typing import Any
 from flask import Flask
 
 from auth import ROLES
+from config import MAX_IDLE_MINUTES
 from db import connect, transaction
 from summary_metrics import (
     KIND_API_CALL,
@@ -36,19 +37,21 @@ from summary_metrics import (
 )
 from timeutil import BOUND_FORMAT, date_range, local_today, parse_db_timestamp, to_db_timestamp, utc_now, zone
 
-# The late-data triggers look for windows ending within 7 days of a timestamp.
-MAX_IDLE_MINUTES = 6 * 24 * 60
 # Rows fetched from SQLite at a time while reading a day (bounds memory on huge days).
 FETCH_ROWS = 50_000
 
-# Columns compared to tell whether a recomputation changed the row.
-COMPARED_COLUMNS = (
+# The numeric daily metrics of activity_summary_daily, in the order the API lists them.
+METRIC_COLUMNS = (
     "unique_users",
     "total_sessions",
     "total_page_views",
     "total_api_calls",
     "avg_session_duration_seconds",
     "peak_concurrent_users",
+)
+# Columns compared to tell whether a recomputation changed the row.
+COMPARED_COLUMNS = (
+    *METRIC_COLUMNS,
     "peak_hour",
     "top_pages",
     "user_distribution",

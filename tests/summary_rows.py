@@ -7,14 +7,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 
-METRIC_COLUMNS = (
-    "unique_users",
-    "total_sessions",
-    "total_page_views",
-    "total_api_calls",
-    "avg_session_duration_seconds",
-    "peak_concurrent_users",
-)
+from daily_summaries import METRIC_COLUMNS
 
 
 def insert_summary(

@@ -58,3 +58,8 @@ def test_pages_carry_a_strict_content_security_policy(client, auth):
     csp = response.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_idle_minutes_beyond_six_days_fail_at_start_up(make_app):
+    with pytest.raises(ConfigError, match="ACTIVITY_IDLE_MINUTES"):
+        make_app(ACTIVITY_IDLE_MINUTES=6 * 24 * 60 + 1)
