@@ -12,9 +12,12 @@ import logging
 import os
 import secrets
 import socket
+import time
 from typing import Any, Protocol
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +110,14 @@ class RedisLeaderLock:
         self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(8)}"
         self.held = False
         self.reachable = True
+        self.renewed_at = 0.0
 
     @classmethod
     def from_url(cls, url: str, key: str, ttl_seconds: int) -> RedisLeaderLock:
         """Connect lazily with short timeouts, so a dead Redis never stalls the scheduler long."""
-        client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
+        client = redis.Redis.from_url(
+            url, socket_connect_timeout=0.5, socket_timeout=0.5, retry=Retry(NoBackoff(), 0)
+        )
         return cls(client, key, ttl_seconds)
 
     def acquire(self) -> bool:
@@ -121,21 +127,26 @@ class RedisLeaderLock:
         try:
             self.held = bool(self.client.set(self.key, self.token, nx=True, px=self.ttl_ms))
             self.reachable = True
+            if self.held:
+                self.renewed_at = time.monotonic()
         except redis.RedisError as exc:
             self._unreachable(exc)
         return self.held
 
     def renew(self) -> bool:
-        """Extend the TTL if the key is still ours; a lost or unreachable key means we stop leading."""
+        """Extend the TTL if the key is still ours. A key found gone means we stop leading; a
+        failed renewal (a slow or restarting Redis) keeps us leading only while the key we set
+        last is sure to live, i.e. for half its TTL, so two leaders never overlap."""
         if not self.held:
             return False
         try:
             self.held = bool(self.client.eval(RENEW_SCRIPT, 1, self.key, self.token, self.ttl_ms))
             self.reachable = True
+            if self.held:
+                self.renewed_at = time.monotonic()
         except redis.RedisError as exc:
-            # Without Redis we cannot know whether another host took over: stop leading.
             self._unreachable(exc)
-            self.held = False
+            self.held = (time.monotonic() - self.renewed_at) * 1000 < self.ttl_ms / 2
         return self.held
 
     def release(self) -> None:

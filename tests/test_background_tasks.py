@@ -413,3 +413,19 @@ def test_the_redis_lock_is_kept_while_a_job_outlives_its_ttl(make_app, redis_ava
     assert leader.lock.renew()
     leader.lock.release()
     redis.Redis.from_url(redis_url()).delete(prefix + "leader")
+
+
+def test_a_failed_renewal_keeps_the_redis_lock_only_for_half_its_ttl(redis_available):
+    redis_available()
+    key = f"test-{uuid.uuid4().hex[:8]}:leader"
+    lock = RedisLeaderLock(redis.Redis.from_url(redis_url()), key, 2)
+    try:
+        assert lock.acquire()
+        # Redis goes away: the key set a moment ago still lives, so one failed renewal keeps us leading ...
+        lock.client = RedisLeaderLock.from_url("redis://127.0.0.1:1/0", key, 2).client
+        assert lock.renew() is True and lock.describe()["reachable"] is False
+        # ... but not past half the TTL, so no other holder can overlap with us.
+        lock.renewed_at -= 1.1
+        assert lock.renew() is False
+    finally:
+        redis.Redis.from_url(redis_url()).delete(key)
