@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
 from activity_health import SCHEDULER_EXTENSION_KEY
 from conftest import AuthActions
 from db import connect
+from redis_support import ThrowawayRedis
 from summary_rows import insert_series
 from timeutil import local_today
 
@@ -30,63 +28,6 @@ TRENDS = "/api/admin/activity/trends"
 HEALTH = "/api/admin/activity/health"
 # The cache retries an unreachable Redis every 5 s; the lock on the next tick (1 s here).
 RECOVERY_SECONDS = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ThrowawayRedis:
-    """A redis-server without persistence on a free port, stopped and started by the test."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start the server and wait until it answers PING."""
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        client = self.client()
-        try:
-            deadline = time.monotonic() + 5
-            while True:
-                try:
-                    client.ping()
-                    return
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline or self.process.poll() is not None:
-                        self.stop()
-                        pytest.fail(f"redis-server did not start on port {self.port}")
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        """Kill the server at once, as a crash would."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=5)
-            self.process = None
-
-    def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5)
 
 
 @pytest.fixture
