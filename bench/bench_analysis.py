@@ -4,7 +4,7 @@ Run from anywhere: ``python bench/bench_analysis.py [--runs N]``. Prints, per le
 (with p10 and p90, to show the noise) of the batched call and of a loop of ``analyze`` over the
 rows, in milliseconds, and the speed-up. The series are synthetic weekday-heavy traffic with a
 drifting level, level shifts, holidays and spikes, so every code path (refits, anomalies) runs.
-The batched 6 × 365 call aims at 1.5 ms; missing it is reported, not an error.
+No issue sets a target for this part alone; it feeds the uncached-trends budget of bench_api.py.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def main() -> int:
               f"speed-up ×{statistics.median(per_row) / statistics.median(batched):.1f}")
         if days == 365:
             within = statistics.median(batched) <= TARGET_BATCH_365_MS
-            print(f"batched 6 × 365 target ≤ {TARGET_BATCH_365_MS} ms: {'met' if within else 'missed'}")
+            print(f"batched 6 × 365 within the {TARGET_BATCH_365_MS} ms share of the trends budget: {within}")
     return 0
 
 
