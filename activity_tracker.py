@@ -2,10 +2,8 @@
 
 The row is written synchronously right after the response is built: an
 in-memory queue would be cheaper but would lose events when a worker dies or
-the queue fills. It is written through a connection each serving thread keeps
-(not the request's own, which is opened and closed per request), because the
-insert and its trigger then stay compiled in that connection's statement
-cache: about 25 µs instead of 120 µs on a fresh connection (see bench/).
+the queue fills. It goes through the serving thread's long-lived append
+connection (db.AppendConnections), where the insert stays compiled (see bench/).
 """
 
 from __future__ import annotations
@@ -13,17 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sqlite3
-import threading
 import time
 
 from flask import Flask, Response, current_app, g, request
 
-from db import connect
+from db import APPEND_KEY, append_db
 from timeutil import parse_db_timestamp, to_db_timestamp, utc_now
 
 log = logging.getLogger(__name__)
-
-EXTENSION_KEY = "activity_tracker"
 
 # Health probes are polled by machines every few seconds; they are not usage.
 HEALTH_PROBE_PATHS = ("/healthz", "/api/admin/activity/health")
@@ -67,32 +62,16 @@ def session_needs_touch(last_activity: str | None, now: dt.datetime) -> bool:
     return last_activity is None or now - parse_db_timestamp(last_activity) >= LAST_ACTIVITY_RESOLUTION
 
 
-class EventWriter:
-    """Writes events through one long-lived connection per serving thread."""
-
-    def __init__(self, database: str):
-        self.database = database
-        self.local = threading.local()
-
-    def connection(self) -> sqlite3.Connection:
-        """Return this thread's connection, opening it on first use."""
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = connect(self.database)
-        return conn
-
-    def write(self, event: tuple, touch_session: str | None) -> None:
-        """Insert one event (a single autocommit statement) and, when due, touch the session."""
-        conn = self.connection()
-        try:
-            conn.execute(INSERT_EVENT, event)
-            if touch_session is not None:
-                conn.execute("UPDATE sessions SET last_activity = ? WHERE id = ?", (event[2], touch_session))
-        except sqlite3.Error:
-            # A connection in an unknown state is not reused.
-            self.local.conn = None
-            conn.close()
-            raise
+def record_event(event: tuple, touch_session: str | None) -> None:
+    """Insert one event (a single autocommit statement) and, when due, touch the session."""
+    conn = append_db()
+    try:
+        conn.execute(INSERT_EVENT, event)
+        if touch_session is not None:
+            conn.execute("UPDATE sessions SET last_activity = ? WHERE id = ?", (event[2], touch_session))
+    except sqlite3.Error:
+        current_app.extensions[APPEND_KEY].discard()
+        raise
 
 
 def track_request(response: Response) -> Response:
@@ -117,7 +96,7 @@ def track_request(response: Response) -> Response:
         request.headers.get("User-Agent", "")[:500],
     )
     try:
-        current_app.extensions[EXTENSION_KEY].write(event, touch_session)
+        record_event(event, touch_session)
     except sqlite3.Error:
         # The user's request already succeeded; failing it now would not bring the
         # row back. Log the whole event so it is never lost silently.
@@ -127,6 +106,5 @@ def track_request(response: Response) -> Response:
 
 def init_app(app: Flask) -> None:
     """Time every request and record the tracked ones."""
-    app.extensions[EXTENSION_KEY] = EventWriter(app.config["DATABASE"])
     app.before_request(start_timer)
     app.after_request(track_request)

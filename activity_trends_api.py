@@ -22,7 +22,7 @@ import rate_limiting
 from activity_trends_service import ActivityTrendsService, InvalidQuery
 from auth import client_ip, role_required
 from daily_summaries import bump_data_version
-from db import connect, get_db
+from db import append_db, connect, get_db
 from errors import json_error
 from openapi_spec import build_openapi
 from timeutil import local_today
@@ -100,8 +100,8 @@ def trends_service() -> ActivityTrendsService:
 
 
 def record_audit(action: str, details: dict[str, Any]) -> None:
-    """Write an audit row for the current user."""
-    audit.record(get_db(), action, user_id=g.user["id"], ip_address=client_ip(), details=details)
+    """Write an audit row for the current user (through the thread's append connection)."""
+    audit.record(append_db(), action, user_id=g.user["id"], ip_address=client_ip(), details=details)
 
 
 def etag_matches(etag: str) -> bool:

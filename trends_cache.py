@@ -31,6 +31,8 @@ REDIS_SOCKET_TIMEOUT = 0.25
 REDIS_RETRY_INTERVAL = 5.0
 # Seconds a value read from Redis is also kept in process (see RedisCache._near).
 NEAR_CACHE_TTL = 60
+# Seconds between sends of the near hits counted in process to the shared statistics.
+NEAR_HITS_FLUSH_SECONDS = 1.0
 # Keys per SCAN page and per UNLINK/STRLEN batch.
 SCAN_BATCH = 500
 
@@ -234,6 +236,8 @@ class RedisCache:
         self._state_lock = threading.Lock()
         self._degraded = False
         self._next_attempt_at = 0.0
+        self._pending_hits = 0
+        self._hits_flush_at = 0.0
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisCache:
@@ -251,7 +255,7 @@ class RedisCache:
         """Return the value cached under ``key``, or None when absent or expired."""
         near = self._near.get(key)
         if near is not None:
-            self._on_redis(lambda: self._client.hincrby(self._stats_key, "hits", 1))
+            self._count_near_hit()
             return near
         reached, value = self._on_redis(
             lambda: self._get_and_count(keys=[self._entry_prefix + key, self._stats_key])
@@ -295,12 +299,35 @@ class RedisCache:
         reached, removed = self._on_redis(unlink_all)
         return (removed if reached else 0) + self._fallback.clear()
 
+    def _count_near_hit(self) -> None:
+        """Count a near hit in the shared statistics, in batches: a round trip per hit would cost
+        more than the hit itself. Pending hits are sent at most every NEAR_HITS_FLUSH_SECONDS."""
+        with self._state_lock:
+            self._pending_hits += 1
+            now = self._clock()
+            if now < self._hits_flush_at:
+                return
+            self._hits_flush_at = now + NEAR_HITS_FLUSH_SECONDS
+        self._flush_near_hits()
+
+    def _flush_near_hits(self) -> None:
+        """Add the near hits not yet counted to the shared statistics."""
+        with self._state_lock:
+            pending, self._pending_hits = self._pending_hits, 0
+        if pending:
+            reached, _ = self._on_redis(lambda: self._client.hincrby(self._stats_key, "hits", pending))
+            if not reached:
+                with self._state_lock:
+                    self._pending_hits += pending
+
     def cleanup_expired(self) -> int:
         """Remove expired fallback entries (Redis expires its own); return how many."""
         return self._fallback.cleanup_expired()
 
     def stats(self) -> dict[str, Any]:
         """Return the counters shared by all workers, or the fallback's while Redis is unreachable."""
+
+        self._flush_near_hits()
 
         def read() -> dict[str, Any]:
             counters = self._client.hgetall(self._stats_key)
