@@ -305,9 +305,9 @@ def api_unexpected_error(error: Exception) -> Response | Exception:
     """Answer an unexpected exception under the API prefix with a JSON 500, no stack trace."""
     if isinstance(error, HTTPException):
         return api_http_error(error)
-    current_app.logger.exception("Unhandled error on %s", request.path)
     if not request.path.startswith(bp.url_prefix or ""):
-        raise error
+        raise error  # Flask's own handling (and logging) for the host app's pages
+    current_app.logger.exception("Unhandled error on %s", request.path)
     return json_error(500, "internal_error", "The server failed to answer; the error has been logged.")
 
 
