@@ -317,6 +317,7 @@
       }
       loaded = { key, trends: trends.data, previous: previous.data, breakdown: breakdown.data };
       render();
+      loadCacheStats(); // the answers just fetched may have filled the cache
     } catch (error) {
       if (sequence !== loadSequence) {
         return;
