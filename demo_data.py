@@ -19,9 +19,10 @@ import numpy as np
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from db import connect, transaction
+from db import bulk_load_journal, connect, transaction
 from demo_traffic import DEMO_PREFIX, EVENT_COLUMNS, SESSION_COLUMNS, USER_COLUMNS, DemoGenerator
-from timeutil import local_today
+from late_data import late_data_triggers_suspended
+from timeutil import local_day_bounds_text, local_today
 
 DEMO_LIKE = DEMO_PREFIX.replace("_", "\\_") + "%"  # demo usernames as a LIKE pattern, ESCAPE '\\'
 # Days drawn and inserted per batch: bounds memory, and lets drawing overlap inserting.
@@ -105,8 +106,11 @@ def seed_demo(
     """Insert demo users, sessions and activity for the ``days`` local days ending on ``end_day``.
 
     One transaction: all or nothing, and other writers wait for it (a few seconds for
-    the default size). Raises :class:`DemoDataExists` when demo users are already
-    there, ValueError for fewer than 4 users or 1 day.
+    the default size). It loads in bulk: through a rollback journal when no other
+    connection is open, and without the per-row late-data triggers (days it touches
+    that already had final summaries are marked dirty at the end instead). Raises
+    :class:`DemoDataExists` when demo users are already there, ValueError for fewer
+    than 4 users or 1 day.
     """
     if days < 1:
         raise ValueError(f"Seed at least one day (got {days}).")
@@ -120,7 +124,9 @@ def seed_demo(
         return (PreparedRows.from_columns("sessions", SESSION_COLUMNS, sessions),
                 PreparedRows.from_columns("user_activity_log", EVENT_COLUMNS, events))
 
-    with transaction(conn):
+    first_utc, _ = local_day_bounds_text(day_list[0], tz_name)
+    _, end_utc = local_day_bounds_text(day_list[-1], tz_name)
+    with bulk_load_journal(conn), transaction(conn), late_data_triggers_suspended(conn, first_utc, end_utc):
         found = existing_demo_users(conn)
         if found:
             raise DemoDataExists(f"The database already holds {found} demo users ({DEMO_PREFIX}…).")

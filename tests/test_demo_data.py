@@ -251,3 +251,37 @@ def test_if_empty_seeds_an_empty_database_and_then_leaves_it_alone(runner, db_co
     second = runner.invoke(args=["seed-demo", "--days", "3", "--users", "6", "--if-empty"])
     assert second.exit_code == 0 and "already holds activity" in second.output
     assert db_conn.execute("SELECT COUNT(*) FROM user_activity_log").fetchone()[0] == events
+
+
+def test_seeding_keeps_wal_and_the_late_data_triggers(app):
+    from daily_summaries import DailySummaryProcessor
+    from db import connect
+    from demo_data import seed_demo
+
+    end_day = dt.date(2026, 3, 10)
+    conn = connect(app.config["DATABASE"])
+    try:
+        triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        # A final summary that the seeded days will overlap: it must come out dirty.
+        DailySummaryProcessor(conn, "UTC", 5).summarize_day(end_day)
+        seed_demo(conn, days=3, users=6, seed=1, end_day=end_day)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        after = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        assert after == triggers
+        assert [r[0] for r in conn.execute("SELECT date FROM activity_dirty_days")] == [end_day.isoformat()]
+    finally:
+        conn.close()
+
+
+def test_seeding_works_while_other_connections_are_open(app, db_conn):
+    from db import connect
+    from demo_data import seed_demo
+
+    other = connect(app.config["DATABASE"])
+    try:
+        other.execute("SELECT COUNT(*) FROM users").fetchone()
+        report = seed_demo(db_conn, days=2, users=5, seed=2, end_day=dt.date(2026, 3, 10))
+        assert other.execute("SELECT COUNT(*) FROM user_activity_log").fetchone()[0] == report.events > 0
+        assert db_conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        other.close()
