@@ -16,7 +16,13 @@ from hypothesis import strategies as st
 
 import daily_summaries
 from activity_events import LATER, UTC, add_event, add_user, dirty_days, local, processor, summary, utc
-from daily_summaries import EVENTS_SQL, DailySummaryProcessor, bump_data_version, read_data_version
+from daily_summaries import (
+    EVENTS_SQL,
+    METRIC_COLUMNS,
+    DailySummaryProcessor,
+    bump_data_version,
+    read_data_version,
+)
 from db import apply_migrations, connect
 from timeutil import date_range, to_db_timestamp
 
@@ -497,18 +503,7 @@ def test_summaries_match_a_literal_reading_of_the_definitions(case):
         processor(conn, tz_name, idle_minutes).process_range(first, last)
         for day in date_range(first, last):
             row = summary(conn, day)
-            stored = {
-                key: row[key]
-                for key in (
-                    "unique_users",
-                    "total_sessions",
-                    "total_page_views",
-                    "total_api_calls",
-                    "avg_session_duration_seconds",
-                    "peak_concurrent_users",
-                    "peak_hour",
-                )
-            }
+            stored = {key: row[key] for key in (*METRIC_COLUMNS, "peak_hour")}
             stored["top_pages"] = json.loads(row["top_pages"])
             stored["user_distribution"] = json.loads(row["user_distribution"])
             assert stored == brute_force(events, day, tz_name, idle_minutes), day
