@@ -16,14 +16,8 @@
 
   const API = root.dataset.api;
   const TODAY = root.dataset.today;
-  const METRICS = [
-    "unique_users",
-    "total_sessions",
-    "total_page_views",
-    "total_api_calls",
-    "avg_session_duration_seconds",
-    "peak_concurrent_users",
-  ];
+  // The server renders one toggle per metric, in its canonical order: that is the list.
+  const METRICS = Array.from(document.querySelectorAll('input[name="metric"]'), (input) => input.value);
   // Okabe–Ito: distinguishable with every common colour-vision deficiency.
   const METRIC_COLORS = {
     unique_users: "#0072B2",
