@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from trend_analysis import analyze, analyze_many  # noqa: E402
+from activity_monitor.trend_analysis import analyze, analyze_many  # noqa: E402
 
 METRICS = 6
 TARGET_BATCH_365_MS = 1.5

@@ -38,13 +38,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from activity_trends_service import METRICS, ActivityTrendsService, dumps  # noqa: E402
+from activity_monitor.activity_trends_service import METRICS, ActivityTrendsService, dumps  # noqa: E402
+from activity_monitor.db import connect  # noqa: E402
+from activity_monitor.timeutil import local_today  # noqa: E402
+from activity_monitor.trends_cache import TrendsCache  # noqa: E402
 from app import create_app  # noqa: E402
-from auth import create_user  # noqa: E402
-from db import connect  # noqa: E402
+from demo_host.auth import create_user  # noqa: E402
 from summary_rows import insert_series  # noqa: E402
-from timeutil import local_today  # noqa: E402
-from trends_cache import TrendsCache  # noqa: E402
 
 TARGET_CACHED_RATIO = 1.5
 TARGET_UNCACHED_RATIO = 10.0

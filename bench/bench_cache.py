@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import redis  # noqa: E402
 
-from trends_cache import RedisCache, TrendsCache  # noqa: E402
+from activity_monitor.trends_cache import RedisCache, TrendsCache  # noqa: E402
 
 TARGET_MEMORY_MEDIAN_US = 20.0
 PAYLOAD = b"x" * 20_000  # about the size of a serialized 90-day trends answer

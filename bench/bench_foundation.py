@@ -24,10 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
-import auth  # noqa: E402
-import db  # noqa: E402
-import demo_data  # noqa: E402
+from activity_monitor import db  # noqa: E402
 from app import create_app  # noqa: E402
+from demo_host import auth, demo_data
 
 USERNAME, PASSWORD = "bench_driver", "bench-password-1"
 TRACKING_TARGET = 1.15

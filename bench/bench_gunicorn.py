@@ -42,11 +42,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 import redis  # noqa: E402
 from bench_api import RANGE_DAYS, build_database  # noqa: E402
 
-import api_tokens  # noqa: E402
+from activity_monitor import api_tokens  # noqa: E402
+from activity_monitor.db import connect  # noqa: E402
+from activity_monitor.timeutil import local_today  # noqa: E402
 from app import create_app  # noqa: E402
-from auth import create_user  # noqa: E402
-from db import connect  # noqa: E402
-from timeutil import local_today  # noqa: E402
+from demo_host.auth import create_user  # noqa: E402
 
 TARGET_CACHED_RATIO = 0.70
 WARMUP_SECONDS = 1.0

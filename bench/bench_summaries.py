@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-import db  # noqa: E402
-from daily_summaries import DailySummaryProcessor  # noqa: E402
+from activity_monitor import db  # noqa: E402
+from activity_monitor.daily_summaries import DailySummaryProcessor  # noqa: E402
 
 TARGET_HISTORY_RATIO = 1.3
 TARGET_BACKFILL_RATIO = 3.0

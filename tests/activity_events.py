@@ -7,8 +7,8 @@ import sqlite3
 import zoneinfo
 from typing import Any
 
-from daily_summaries import DailySummaryProcessor
-from timeutil import to_db_timestamp
+from activity_monitor.daily_summaries import DailySummaryProcessor
+from activity_monitor.timeutil import to_db_timestamp
 
 UTC = dt.UTC
 # A fixed "now" far enough after the test days that every one of them is over.

@@ -16,12 +16,12 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from activity_monitor.daily_summaries import DailySummaryProcessor
+from activity_monitor.db import connect
+from activity_monitor.timeutil import local_today, to_db_timestamp
 from app import create_app
-from auth import create_user
-from daily_summaries import DailySummaryProcessor
-from db import connect
-from demo_data import seed_demo
-from timeutil import local_today, to_db_timestamp
+from demo_host.auth import create_user
+from demo_host.demo_data import seed_demo
 
 PASSWORD = "correct horse battery"
 ARTIFACTS = Path(__file__).parent / "artifacts"

@@ -1,7 +1,9 @@
-"""Shared fixtures: a fresh SQLite file per test, the app, its clients and logins."""
+"""Shared fixtures: a fresh SQLite file per test, the demo host with the monitor, its clients,
+logins, and a clock that stands still unless a test moves it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -10,18 +12,53 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-import api_tokens
+from activity_monitor import api_tokens
+from activity_monitor.db import connect
 from app import create_app
-from auth import create_user
-from db import connect
+from demo_host import db as host_db
+from demo_host.auth import create_user
 
 PASSWORD = "correct horse battery"
 ROLES = ("admin", "manager", "driver", "viewer")
+# The instant the test clock shows unless a test sets another: mid-month, mid-week, mid-day.
+DEFAULT_NOW = dt.datetime(2026, 5, 20, 12, 0, tzinfo=dt.UTC)
+
+
+class TestClock:
+    """A clock for ACTIVITY_CLOCK: it shows ``now`` until a test sets or advances it."""
+
+    __test__ = False
+
+    def __init__(self, now: dt.datetime = DEFAULT_NOW):
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def set(self, now: dt.datetime) -> None:
+        """Move the clock to an instant."""
+        self.now = now
+
+    def advance(self, **delta: float) -> None:
+        """Move the clock on by a timedelta's keyword arguments."""
+        self.now += dt.timedelta(**delta)
+
+    def today(self, tz_name: str = "UTC") -> dt.date:
+        """Return the clock's local day in a zone."""
+        import zoneinfo
+
+        return self.now.astimezone(zoneinfo.ZoneInfo(tz_name)).date()
 
 
 @pytest.fixture
-def make_app(tmp_path) -> Callable[..., Flask]:
-    """Return a factory building apps on this test's own database file."""
+def clock() -> TestClock:
+    """The clock every app of the test runs on."""
+    return TestClock()
+
+
+@pytest.fixture
+def make_app(tmp_path, clock) -> Callable[..., Flask]:
+    """Return a factory building apps on this test's own database file and clock."""
 
     def build(**overrides: Any) -> Flask:
         config = {
@@ -29,6 +66,7 @@ def make_app(tmp_path) -> Callable[..., Flask]:
             "DATABASE": str(tmp_path / "activity.sqlite3"),
             "SECRET_KEY": "test-secret",
             "ACTIVITY_BACKGROUND_TASKS": False,
+            "ACTIVITY_CLOCK": clock,
         }
         config.update(overrides)
         return create_app(config)
@@ -75,7 +113,7 @@ class AuthActions:
         username = username or role
         if username in self.user_ids:
             return self.user_ids[username]
-        conn = connect(self.app.config["DATABASE"])
+        conn = host_db.connect(self.app.config["DATABASE"])
         try:
             user_id = create_user(conn, username, PASSWORD, role)
             for column, value in fields.items():
@@ -93,8 +131,15 @@ class AuthActions:
         )
 
     def csrf_token(self) -> str:
-        """Return the CSRF token of the client's current session (from a page's meta tag)."""
-        html = self.client.get("/").get_data(as_text=True)
+        """Return the monitor's CSRF token of the client's current session (from its page)."""
+        html = self.client.get("/admin/activity").get_data(as_text=True)
+        marker = 'data-csrf-token="'
+        start = html.index(marker) + len(marker)
+        return html[start : html.index('"', start)]
+
+    def host_csrf_token(self) -> str:
+        """Return the demo host's own CSRF token (Flask-WTF's, from a page's meta tag)."""
+        html = self.client.get("/login").get_data(as_text=True)
         marker = '<meta name="csrf-token" content="'
         start = html.index(marker) + len(marker)
         return html[start : html.index('"', start)]

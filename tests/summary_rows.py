@@ -7,7 +7,7 @@ import json
 import sqlite3
 from collections.abc import Iterable
 
-from daily_summaries import METRIC_COLUMNS
+from activity_monitor.daily_summaries import METRIC_COLUMNS
 
 
 def insert_summary(

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from activity_events import add_event, add_user, dirty_days, summary
-from timeutil import local_today
+from activity_monitor.timeutil import local_today
 
 TODAY = local_today("UTC")
 

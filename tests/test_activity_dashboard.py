@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
-from activity_trends_service import METRICS, preset_ranges
+from activity_monitor.activity_trends_service import METRICS, preset_ranges
+from activity_monitor.security_headers import CONTENT_SECURITY_POLICY
+from activity_monitor.timeutil import local_today
 from browser_support import (  # noqa: F401  (the fixtures register by being imported)
     MARKUP_PAGE,
     LiveServer,
@@ -24,8 +26,6 @@ from browser_support import (  # noqa: F401  (the fixtures register by being imp
     screenshot,
     watched_fixture,
 )
-from security_headers import CONTENT_SECURITY_POLICY
-from timeutil import local_today
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = "/admin/activity"

@@ -14,19 +14,19 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import auth as auth_module
 import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-import activity_health
-import auth as auth_module
-from activity_trends_service import METRICS
+from activity_monitor import activity_health
+from activity_monitor.activity_trends_service import METRICS
+from activity_monitor.daily_summaries import bump_data_version
+from activity_monitor.timeutil import local_today, to_db_timestamp, utc_now
 from conftest import AuthActions
-from daily_summaries import bump_data_version
 from summary_rows import insert_series, insert_summary
-from timeutil import local_today, to_db_timestamp, utc_now
 
 PREFIX = "/api/admin/activity"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")

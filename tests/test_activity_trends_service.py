@@ -8,11 +8,16 @@ import json
 import numpy as np
 import pytest
 
-from activity_trends_service import METRICS, ActivityTrendsService, InvalidQuery, preset_ranges
-from cache_warmer import CacheWarmer
-from daily_summaries import bump_data_version
+from activity_monitor.activity_trends_service import (
+    METRICS,
+    ActivityTrendsService,
+    InvalidQuery,
+    preset_ranges,
+)
+from activity_monitor.cache_warmer import CacheWarmer
+from activity_monitor.daily_summaries import bump_data_version
+from activity_monitor.trends_cache import TrendsCache
 from summary_rows import insert_series, insert_summary
-from trends_cache import TrendsCache
 
 D = dt.date
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from db import connect
+from activity_monitor.db import connect
 
 
 def test_create_token_prints_the_token_once_as_the_last_line(app, auth):

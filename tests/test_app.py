@@ -6,8 +6,8 @@ import multiprocessing
 
 import pytest
 
+from activity_monitor.config import ConfigError
 from app import create_app, load_or_create_secret_key
-from config import ConfigError
 
 
 def test_factory_applies_migrations(app, db_conn):

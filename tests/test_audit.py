@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from activity_monitor.db import connect
 from conftest import AuthActions
-from db import connect
 
 
 def audited_ips(app) -> list[str]:

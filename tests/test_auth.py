@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
+from activity_monitor.db import connect
 from conftest import PASSWORD, ROLES
-from db import connect
 
 
 def session_cookie(client, app) -> str | None:

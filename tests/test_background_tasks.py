@@ -15,11 +15,11 @@ import pytest
 import redis
 import schedule
 
-import background_tasks
-from background_tasks import BackgroundTaskManager
+from activity_monitor import background_tasks
+from activity_monitor.background_tasks import BackgroundTaskManager
+from activity_monitor.db import connect
+from activity_monitor.leader_lock import FileLeaderLock, RedisLeaderLock, lock_for_config
 from conftest import redis_url
-from db import connect
-from leader_lock import FileLeaderLock, RedisLeaderLock, lock_for_config
 
 UTC = dt.UTC
 
@@ -152,7 +152,7 @@ def test_becoming_leader_catches_up_missing_days_then_warms_the_cache(manager_fo
     assert days == 3
     catch_up = manager.health()["jobs"]["startup_catch_up"]
     assert catch_up["last_status"] == "ok"
-    from trends_cache import get_cache
+    from activity_monitor.trends_cache import get_cache
 
     assert get_cache(manager.app).stats()["size"] >= 5
 

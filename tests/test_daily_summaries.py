@@ -14,17 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import daily_summaries
 from activity_events import LATER, UTC, add_event, add_user, dirty_days, local, processor, summary, utc
-from daily_summaries import (
+from activity_monitor import daily_summaries
+from activity_monitor.daily_summaries import (
     EVENTS_SQL,
     METRIC_COLUMNS,
     DailySummaryProcessor,
     bump_data_version,
     read_data_version,
 )
-from db import apply_migrations, connect
-from timeutil import date_range, to_db_timestamp
+from activity_monitor.db import apply_migrations, connect
+from activity_monitor.timeutil import date_range, to_db_timestamp
 
 D = dt.date
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from data_completion import DataCompletionService
+from activity_monitor.data_completion import DataCompletionService
 
 D = dt.date
 
@@ -79,7 +79,7 @@ def test_a_range_that_ends_before_it_starts_is_refused():
 
 
 def test_complete_days_scatters_rows_and_marks_gaps():
-    from data_completion import complete_days
+    from activity_monitor.data_completion import complete_days
 
     done = complete_days(["2026-03-04", D(2026, 3, 1)], [[8, 80], [5, 50]], D(2026, 3, 1), D(2026, 3, 5))
     assert done.dates() == ["2026-03-01", "2026-03-02", "2026-03-03", "2026-03-04", "2026-03-05"]
@@ -89,7 +89,7 @@ def test_complete_days_scatters_rows_and_marks_gaps():
 
 
 def test_complete_days_agrees_with_fill_missing_dates():
-    from data_completion import complete_days
+    from activity_monitor.data_completion import complete_days
 
     points = [{"date": "2026-01-02", "value": 3}, {"date": "2026-01-05", "value": 9}]
     slow = DataCompletionService().fill_missing_dates(points, D(2026, 1, 1), D(2026, 1, 6))
@@ -100,7 +100,7 @@ def test_complete_days_agrees_with_fill_missing_dates():
 
 
 def test_complete_days_refuses_two_rows_on_one_day():
-    from data_completion import complete_days
+    from activity_monitor.data_completion import complete_days
 
     with pytest.raises(ValueError, match="share a day"):
         complete_days(["2026-01-02", "2026-01-02"], [[1], [2]], D(2026, 1, 1), D(2026, 1, 3))

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-import db
+from activity_monitor import db
 
 
 def test_connection_uses_wal_foreign_keys_and_busy_timeout(tmp_path):

@@ -8,11 +8,10 @@ from collections import Counter
 
 import pytest
 
-import demo_data
-import demo_traffic
-from db import apply_migrations, connect
-from demo_data import DemoDataExists, seed_demo
-from timeutil import local_day_bounds_text, local_today
+from activity_monitor.db import apply_migrations, connect
+from activity_monitor.timeutil import local_day_bounds_text, local_today
+from demo_host import demo_data, demo_traffic
+from demo_host.demo_data import DemoDataExists, seed_demo
 
 END_DAY = dt.date(2026, 3, 29)  # a Sunday
 DOWNLOADS = {"/devices.csv", "/api/admin/activity/export"}
@@ -254,9 +253,9 @@ def test_if_empty_seeds_an_empty_database_and_then_leaves_it_alone(runner, db_co
 
 
 def test_seeding_keeps_wal_and_the_late_data_triggers(app):
-    from daily_summaries import DailySummaryProcessor
-    from db import connect
-    from demo_data import seed_demo
+    from activity_monitor.daily_summaries import DailySummaryProcessor
+    from activity_monitor.db import connect
+    from demo_host.demo_data import seed_demo
 
     end_day = dt.date(2026, 3, 10)
     conn = connect(app.config["DATABASE"])
@@ -274,8 +273,8 @@ def test_seeding_keeps_wal_and_the_late_data_triggers(app):
 
 
 def test_seeding_works_while_other_connections_are_open(app, db_conn):
-    from db import connect
-    from demo_data import seed_demo
+    from activity_monitor.db import connect
+    from demo_host.demo_data import seed_demo
 
     other = connect(app.config["DATABASE"])
     try:

@@ -28,13 +28,13 @@ from typing import Any
 import pytest
 import redis
 
-import api_tokens
+from activity_monitor import api_tokens
+from activity_monitor.db import connect
+from activity_monitor.timeutil import local_today
 from app import create_app
-from auth import create_user
 from conftest import PASSWORD, redis_url
-from db import connect
+from demo_host.auth import create_user
 from summary_rows import insert_series
-from timeutil import local_today
 
 ROOT = Path(__file__).resolve().parent.parent
 TRENDS = "/api/admin/activity/trends"

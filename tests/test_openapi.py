@@ -19,16 +19,16 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-import api_tokens
-from activity_trends_api import BREAKDOWN_PARAMS, EXPORT_PARAMS, TRENDS_PARAMS
-from activity_trends_service import METRICS
+from activity_monitor import api_tokens
+from activity_monitor.activity_trends_api import BREAKDOWN_PARAMS, EXPORT_PARAMS, TRENDS_PARAMS
+from activity_monitor.activity_trends_service import METRICS
+from activity_monitor.db import connect
+from activity_monitor.openapi_spec import build_openapi
+from activity_monitor.timeutil import local_today
+from activity_monitor.trends_query import BOOLEANS
 from app import create_app
-from auth import create_user
-from db import connect
-from openapi_spec import build_openapi
+from demo_host.auth import create_user
 from summary_rows import insert_summary
-from timeutil import local_today
-from trends_query import BOOLEANS
 
 PREFIX = "/api/admin/activity"
 DOCUMENT_URI = "urn:activity-monitor:openapi"

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from performance_monitor import PerformanceMonitor
+from activity_monitor.performance_monitor import PerformanceMonitor
 
 
 def test_snapshot_gives_count_percentiles_and_error_rate():

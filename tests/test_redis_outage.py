@@ -17,12 +17,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from activity_health import SCHEDULER_EXTENSION_KEY
+from activity_monitor.activity_health import SCHEDULER_EXTENSION_KEY
+from activity_monitor.db import connect
+from activity_monitor.timeutil import local_today
 from conftest import AuthActions
-from db import connect
 from redis_support import ThrowawayRedis
 from summary_rows import insert_series
-from timeutil import local_today
 
 TRENDS = "/api/admin/activity/trends"
 HEALTH = "/api/admin/activity/health"

@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 
 from activity_events import add_event, add_user, dirty_days, processor, summary, utc
-from daily_summaries import RawDataPurgedError, read_data_version
-from retention import RetentionPolicy, RetentionPurge
-from timeutil import date_range, to_db_timestamp
+from activity_monitor.daily_summaries import RawDataPurgedError, read_data_version
+from activity_monitor.retention import RetentionPolicy, RetentionPurge
+from activity_monitor.timeutil import date_range, to_db_timestamp
 
 D = dt.date
 NOW = utc("2026-06-01 12:00")  # with 10 days of raw retention, raw events are kept from 2026-05-22

@@ -7,7 +7,7 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from summary_metrics import (
+from activity_monitor.summary_metrics import (
     COUNTING_LIMIT,
     DayEvents,
     DayWindow,
@@ -17,7 +17,7 @@ from summary_metrics import (
     peak_concurrent_users,
     utc_offset_segments,
 )
-from timeutil import zone
+from activity_monitor.timeutil import zone
 
 MINUTE_US = 60 * 10**6
 

@@ -17,10 +17,10 @@ from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-import trends_cache
-from config import DEFAULTS
+from activity_monitor import trends_cache
+from activity_monitor.config import DEFAULTS
+from activity_monitor.trends_cache import RedisCache, TrendsCache, create_cache, get_cache, init_app
 from redis_support import ThrowawayRedis, free_port
-from trends_cache import RedisCache, TrendsCache, create_cache, get_cache, init_app
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
 REQUIRE_REDIS = os.environ.get("REQUIRE_REDIS") == "1"

@@ -1,0 +1,113 @@
+"""One user_activity_log row for every authenticated request.
+
+The row is written synchronously right after the response is built: an
+in-memory queue would be cheaper but would lose events when a worker dies or
+the queue fills. It goes through the serving thread's long-lived append
+connection (db.AppendConnections), where the insert stays compiled (see bench/).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+from flask import Flask, Response, current_app, g, request
+
+from activity_monitor.db import append_db, discard_append_db
+from activity_monitor.identity import current_identity
+from activity_monitor.timeutil import to_db_timestamp, utc_now
+
+log = logging.getLogger(__name__)
+
+INSERT_EVENT = """
+INSERT INTO user_activity_log
+    (session_id, user_id, role, timestamp, page_url, action_type,
+     status_code, duration_ms, ip_address, user_agent)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def start_timer() -> None:
+    """Remember when the request began."""
+    g.activity_started = time.perf_counter()
+
+
+def action_type_for(path: str, response: Response) -> str:
+    """Classify a request: a download, an API call or a page view."""
+    if response.headers.get("Content-Disposition", "").lower().startswith("attachment"):
+        return "file_download"
+    if path.startswith("/api/"):
+        return "api_call"
+    return "page_view"
+
+
+def untracked_paths(config: dict) -> tuple[str, ...]:
+    """Return the exact paths never tracked: the health probes, polled by machines, are not usage."""
+    paths = [config["ACTIVITY_API_PREFIX"] + "/health"]
+    if config["ACTIVITY_HEALTHZ_PATH"]:
+        paths.append(config["ACTIVITY_HEALTHZ_PATH"])
+    return tuple(paths)
+
+
+def is_tracked(path: str) -> bool:
+    """Tell whether a request path is usage worth recording."""
+    endpoint = request.endpoint or ""
+    if endpoint == "static" or endpoint.endswith(".static") or path.startswith("/static/"):
+        return False
+    config = current_app.config
+    if path in untracked_paths(config):
+        return False
+    excluded = config["ACTIVITY_TRACKING_EXCLUDE_PATHS"]
+    return not any(path.startswith(prefix) for prefix in excluded)
+
+
+def record_event(event: tuple) -> None:
+    """Insert one event (a single autocommit statement)."""
+    conn = append_db()
+    try:
+        conn.execute(INSERT_EVENT, event)
+    except sqlite3.Error:
+        discard_append_db()
+        raise
+
+
+def track_request(response: Response) -> Response:
+    """Write the activity row for an authenticated, tracked request."""
+    if not current_app.config["ACTIVITY_TRACKING_ENABLED"] or not is_tracked(request.path):
+        return response
+    try:
+        identity = current_identity()
+    except Exception:
+        # The host's loader failed; the user's request has its answer already.
+        log.exception("The identity_loader failed on %s; the request is not tracked.", request.path)
+        return response
+    if identity is None:
+        return response
+    started = g.get("activity_started", time.perf_counter())
+    event = (
+        # An empty session id means the host has none: sessions are derived from gaps.
+        identity.session_key or "",
+        identity.stored_user_id,
+        identity.role,
+        to_db_timestamp(utc_now()),
+        request.path,
+        action_type_for(request.path, response),
+        response.status_code,
+        round((time.perf_counter() - started) * 1000, 3),
+        request.remote_addr,
+        request.headers.get("User-Agent", "")[:500],
+    )
+    try:
+        record_event(event)
+    except sqlite3.Error:
+        # The user's request already succeeded; failing it now would not bring the
+        # row back. Log the whole event so it is never lost silently.
+        log.exception("Could not record activity event %r", event)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Time every request of the app and record the tracked ones."""
+    app.before_request(start_timer)
+    app.after_request(track_request)

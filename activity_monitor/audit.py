@@ -1,0 +1,92 @@
+"""Rows in activity_audit_log: who did what, from where, with details as JSON.
+
+Each row is also sent as the blinker signal :data:`audit_recorded`, so a host can
+copy it into an audit log of its own::
+
+    @audit_recorded.connect_via(app)
+    def copy(sender, **row): ...
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from typing import Any
+
+from blinker import Namespace
+from flask import current_app
+
+from activity_monitor.timeutil import to_db_timestamp, utc_now, utc_now_text
+
+UNAUTHORIZED_ACCESS_ATTEMPT = "UNAUTHORIZED_ACCESS_ATTEMPT"
+signals = Namespace()
+# Sent by the app after each audit row is written, with the row's fields as keyword arguments.
+audit_recorded = signals.signal("activity-monitor-audit-recorded")
+
+
+def record(
+    conn: sqlite3.Connection,
+    action: str,
+    *,
+    user_id: int | str | None,
+    ip_address: str | None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Write one audit row now, then send it as the audit_recorded signal."""
+    created_at = utc_now_text()
+    conn.execute(
+        "INSERT INTO activity_audit_log (user_id, action, details, ip_address, created_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (user_id, action, json.dumps(details or {}, sort_keys=True), ip_address, created_at),
+    )
+    if audit_recorded.receivers:
+        try:
+            audit_recorded.send(
+                current_app._get_current_object(),  # type: ignore[attr-defined]
+                action=action,
+                user_id=user_id,
+                ip_address=ip_address,
+                details=details or {},
+                created_at=created_at,
+            )
+        except Exception:
+            # The row is written; a host's receiver failing must not fail the request.
+            current_app.logger.exception("An audit_recorded receiver failed for %s", action)
+
+
+def record_unauthorized_attempt(
+    conn: sqlite3.Connection,
+    *,
+    user_id: int | str | None,
+    ip_address: str | None,
+    endpoint: str,
+    method: str,
+) -> bool:
+    """Write an UNAUTHORIZED_ACCESS_ATTEMPT row unless one exists for this user and endpoint
+    in the last minute, so a script hammering a forbidden URL cannot flood the log.
+
+    Returns whether a row was written.
+    """
+    since = to_db_timestamp(utc_now() - dt.timedelta(minutes=1))
+    recent = conn.execute(
+        """
+        SELECT 1 FROM activity_audit_log
+        WHERE action = ?
+          AND created_at >= ?
+          AND user_id IS ?
+          AND json_extract(details, '$.endpoint') = ?
+        LIMIT 1
+        """,
+        (UNAUTHORIZED_ACCESS_ATTEMPT, since, user_id, endpoint),
+    ).fetchone()
+    if recent:
+        return False
+    record(
+        conn,
+        UNAUTHORIZED_ACCESS_ATTEMPT,
+        user_id=user_id,
+        ip_address=ip_address,
+        details={"endpoint": endpoint, "method": method},
+    )
+    return True

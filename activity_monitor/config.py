@@ -1,0 +1,184 @@
+"""Every configuration key of the extension, with its default, in one place.
+
+A key is taken from the ``ActivityMonitor(**options)`` first, then from
+``app.config``, then from :data:`DEFAULTS`. ``init_app`` writes the value in
+force back into ``app.config``, so the host (and the extension) read one truth.
+Options may be spelled as the key (``ACTIVITY_TIMEZONE``) or short and
+lower-case (``timezone``).
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    # The monitor's database: a SQLite file path or sqlite:///path (None: instance/activity.sqlite3).
+    "ACTIVITY_DATABASE": None,
+    # URL prefix of the JSON API.
+    "ACTIVITY_API_PREFIX": "/api/admin/activity",
+    # Path of the admin page.
+    "ACTIVITY_PAGE_PATH": "/admin/activity",
+    # Template the page extends (blocks title, head, content); the default is the extension's own.
+    "ACTIVITY_BASE_TEMPLATE": "activity_monitor/base.html",
+    # Endpoint anonymous visitors of the page are redirected to, with ?next= (None: a 401 page).
+    "ACTIVITY_LOGIN_ENDPOINT": None,
+    # Path of the plain-text liveness probe (None: not registered).
+    "ACTIVITY_HEALTHZ_PATH": "/healthz",
+    # Minutes without a request after which a user's next request starts a new session
+    # (used when the host's identity gives no session key).
+    "ACTIVITY_SESSION_IDLE_MINUTES": 30,
+    # IANA time zone in which days are counted (summaries, ranges, schedules).
+    "ACTIVITY_TIMEZONE": "UTC",
+    # Callable returning the current aware UTC datetime, for tests and replays (None: the system clock).
+    "ACTIVITY_CLOCK": None,
+    # Minutes a user counts as online after each request (peak concurrency).
+    "ACTIVITY_IDLE_MINUTES": 5,
+    # Days of raw user_activity_log kept (only days with a final summary are purged).
+    "ACTIVITY_RETENTION_DAYS": 90,
+    # Days of activity_summary_daily rows kept.
+    "ACTIVITY_SUMMARY_RETENTION_DAYS": 730,
+    # Days of activity_audit_log rows kept.
+    "ACTIVITY_AUDIT_RETENTION_DAYS": 365,
+    # Rows deleted per statement by the retention purge (keeps writer locks short).
+    "ACTIVITY_PURGE_BATCH_SIZE": 5000,
+    # Run the background jobs (gunicorn.conf.py and `make run` turn it on; CLI commands never do).
+    "ACTIVITY_BACKGROUND_TASKS": False,
+    # Write one user_activity_log row per authenticated request.
+    "ACTIVITY_TRACKING_ENABLED": True,
+    # Path prefixes never tracked, in addition to /static/ and health probes.
+    "ACTIVITY_TRACKING_EXCLUDE_PATHS": ["/favicon.ico"],
+    # Redis URL shared by cache, rate limiter and leader lock unless each is set.
+    "ACTIVITY_REDIS_URL": None,
+    # Trends cache backend: memory:// or redis://host:port/db (None: Redis URL or memory).
+    "ACTIVITY_CACHE_URL": None,
+    # Seconds a cached trends answer lives (bounds memory, not correctness).
+    "ACTIVITY_CACHE_TTL": 3600,
+    # Maximum number of entries in the in-process cache.
+    "ACTIVITY_CACHE_MAX_ENTRIES": 100,
+    # Maximum bytes of cached payloads in the in-process cache.
+    "ACTIVITY_CACHE_MAX_BYTES": 64 * 1024 * 1024,
+    # Key prefix for everything the monitor stores in Redis (the install id follows it).
+    "ACTIVITY_REDIS_PREFIX": "activity:",
+    # Flask-Limiter limit per user on /trends, /export and /breakdown, each counted separately.
+    "ACTIVITY_RATE_LIMIT": "100 per minute",
+    # Rate-limit storage: memory:// or redis://… (None: Redis URL or memory).
+    "ACTIVITY_RATELIMIT_STORAGE_URL": None,
+    # Longest range in days that /trends and /export accept.
+    "ACTIVITY_MAX_RANGE_DAYS": 730,
+    # Number of proxies in front of the app whose X-Forwarded-For is trusted (0: none).
+    "ACTIVITY_TRUSTED_PROXIES": 0,
+    # Requests slower than this (ms) log a warning, per endpoint.
+    "ACTIVITY_SLOW_MS": {"trends": 2000, "export": 5000, "default": 2000},
+    # Leader lock for background jobs: file:// (beside the database) or redis://… (None: Redis URL or file).
+    "ACTIVITY_LEADER_LOCK_URL": None,
+    # Seconds a Redis leader lock lives unless its holder renews it.
+    "ACTIVITY_LEADER_LOCK_TTL": 30,
+    # Seconds between scheduler ticks; also how often a follower tries to become leader.
+    "ACTIVITY_SCHEDULER_TICK_SECONDS": 5,
+    # Local time (HH:MM or HH:MM:SS, ACTIVITY_TIMEZONE) of the daily summaries job.
+    "ACTIVITY_DAILY_SUMMARY_AT": "02:00",
+    # Local time on Sundays of the retention purge (raw activity, summaries, audit log).
+    "ACTIVITY_LOG_CLEANUP_AT": "03:00",
+    # Minutes between cache warming runs.
+    "ACTIVITY_CACHE_WARM_MINUTES": 60,
+    # Minutes between removals of expired cache entries.
+    "ACTIVITY_CACHE_CLEANUP_MINUTES": 15,
+}
+
+
+# Late events mark summary days dirty within a week of their time (see migration 002).
+MAX_IDLE_MINUTES = 6 * 24 * 60
+
+
+class ConfigError(ValueError):
+    """Raised at start-up when a configuration value cannot work."""
+
+
+OPTION_PREFIX = "ACTIVITY_"
+
+
+def option_key(name: str) -> str:
+    """Return the config key an option names: ``timezone`` and ``ACTIVITY_TIMEZONE`` both
+    name ``ACTIVITY_TIMEZONE``; raise ConfigError for a name that is no key."""
+    key = name if name.isupper() else OPTION_PREFIX + name.upper()
+    if key not in DEFAULTS:
+        raise ConfigError(
+            f"ActivityMonitor has no option {name!r}; the options are the keys of the README's table."
+        )
+    return key
+
+
+def resolve_config(app_config: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Return every key's value in force: options, then app.config, then the defaults."""
+    resolved = {key: app_config.get(key, default) for key, default in DEFAULTS.items()}
+    resolved.update({option_key(name): value for name, value in options.items()})
+    return resolved
+
+
+def validate_config(config: dict[str, Any]) -> None:
+    """Check the values that would otherwise fail on the first request."""
+    try:
+        zoneinfo.ZoneInfo(str(config["ACTIVITY_TIMEZONE"]))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"ACTIVITY_TIMEZONE={config['ACTIVITY_TIMEZONE']!r} is not an IANA time zone "
+            "name such as 'UTC' or 'Europe/Berlin'."
+        ) from exc
+    for key in (
+        "ACTIVITY_IDLE_MINUTES",
+        "ACTIVITY_RETENTION_DAYS",
+        "ACTIVITY_SUMMARY_RETENTION_DAYS",
+        "ACTIVITY_AUDIT_RETENTION_DAYS",
+        "ACTIVITY_PURGE_BATCH_SIZE",
+        "ACTIVITY_CACHE_TTL",
+        "ACTIVITY_CACHE_MAX_ENTRIES",
+        "ACTIVITY_CACHE_MAX_BYTES",
+        "ACTIVITY_MAX_RANGE_DAYS",
+        "ACTIVITY_SESSION_IDLE_MINUTES",
+        "ACTIVITY_LEADER_LOCK_TTL",
+        "ACTIVITY_SCHEDULER_TICK_SECONDS",
+        "ACTIVITY_CACHE_WARM_MINUTES",
+        "ACTIVITY_CACHE_CLEANUP_MINUTES",
+    ):
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{key}={value!r} must be a positive whole number.")
+    if not isinstance(config["ACTIVITY_TRUSTED_PROXIES"], int) or config["ACTIVITY_TRUSTED_PROXIES"] < 0:
+        raise ConfigError("ACTIVITY_TRUSTED_PROXIES must be a whole number of proxies, 0 or more.")
+    for key in ("ACTIVITY_CACHE_URL", "ACTIVITY_RATELIMIT_STORAGE_URL", "ACTIVITY_REDIS_URL"):
+        url = config[key]
+        if url is not None and not str(url).startswith(("memory://", "redis://", "rediss://", "unix://")):
+            raise ConfigError(f"{key}={url!r} must start with memory:// or redis://.")
+    if config["ACTIVITY_IDLE_MINUTES"] > MAX_IDLE_MINUTES:
+        raise ConfigError(
+            f"ACTIVITY_IDLE_MINUTES={config['ACTIVITY_IDLE_MINUTES']} is more than six days "
+            f"({MAX_IDLE_MINUTES}); late events could then change days the summaries do not watch."
+        )
+    lock_url = config["ACTIVITY_LEADER_LOCK_URL"]
+    if lock_url is not None and not str(lock_url).startswith(("file://", "redis://", "rediss://", "unix://")):
+        raise ConfigError(f"ACTIVITY_LEADER_LOCK_URL={lock_url!r} must start with file:// or redis://.")
+    for key in ("ACTIVITY_DAILY_SUMMARY_AT", "ACTIVITY_LOG_CLEANUP_AT"):
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", str(config[key])):
+            raise ConfigError(f"{key}={config[key]!r} must be a local time HH:MM or HH:MM:SS.")
+    if not isinstance(config["ACTIVITY_TRACKING_EXCLUDE_PATHS"], (list, tuple)):
+        raise ConfigError("ACTIVITY_TRACKING_EXCLUDE_PATHS must be a list of path prefixes.")
+    for key in ("ACTIVITY_API_PREFIX", "ACTIVITY_PAGE_PATH"):
+        path = config[key]
+        if not isinstance(path, str) or not path.startswith("/") or path.endswith("/") or "//" in path:
+            raise ConfigError(
+                f"{key}={path!r} must be a path such as '/admin/activity' (a leading /, none at the end)."
+            )
+    healthz = config["ACTIVITY_HEALTHZ_PATH"]
+    if healthz is not None and (not isinstance(healthz, str) or not healthz.startswith("/")):
+        raise ConfigError(f"ACTIVITY_HEALTHZ_PATH={healthz!r} must be a path starting with / or None.")
+    if config["ACTIVITY_CLOCK"] is not None and not callable(config["ACTIVITY_CLOCK"]):
+        raise ConfigError("ACTIVITY_CLOCK must be a callable returning an aware UTC datetime, or None.")
+    database = config["ACTIVITY_DATABASE"]
+    if not isinstance(database, str) or not database:
+        raise ConfigError(f"ACTIVITY_DATABASE={database!r} must be a SQLite file path or sqlite:///path.")
+    if "://" in database and not database.startswith("sqlite:///"):
+        raise ConfigError(
+            f"ACTIVITY_DATABASE={database!r} is not supported; give a SQLite file path or sqlite:///path."
+        )
