@@ -5,8 +5,9 @@ BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app app
 HOST ?= 127.0.0.1
 PORT ?= 5000
+MIN_VENV := .venv-min
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-min lint bench package clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +23,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 
 ## run: set up, migrate, seed demo data once, create the admin once, summarize, serve
 run: $(VENV)/.installed
-	$(FLASK) migrate
+	$(FLASK) activity migrate
 	$(FLASK) seed-demo --if-empty
 	$(FLASK) ensure-admin
 	$(FLASK) activity backfill
@@ -32,6 +33,22 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+$(MIN_VENV)/.installed: requirements-min.txt
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/pip install --quiet -r requirements-min.txt
+	touch $@
+
+## test-min: the suite on the lowest versions the package declares (no browser: playwright is not there)
+test-min: $(MIN_VENV)/.installed
+	REQUIRE_BROWSER= $(MIN_VENV)/bin/python -m pytest --ignore=tests/test_activity_dashboard.py
+
+## package: build the sdist and wheel, and install the wheel into a fresh venv
+package: $(VENV)/.installed-dev
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m pytest -q tests/test_packaging.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
@@ -44,4 +61,4 @@ bench: $(VENV)/.installed-dev
 	if [ -n "$$missed" ]; then echo "Over target (see above):$$missed"; else echo "Every benchmark met its target."; fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache tests/artifacts
+	rm -rf $(VENV) $(MIN_VENV) .pytest_cache .ruff_cache tests/artifacts dist build *.egg-info

@@ -24,6 +24,6 @@ os.environ.setdefault("FLASK_ACTIVITY_BACKGROUND_TASKS", "true")
 def worker_exit(server, worker):
     """Stop the worker's background thread and release the leader lock, so another worker takes over."""
     app = getattr(worker, "wsgi", None)
-    manager = getattr(app, "extensions", {}).get("activity_background") if app is not None else None
-    if manager is not None:
-        manager.stop()
+    state = getattr(app, "extensions", {}).get("activity_monitor")
+    if state is not None and state.background is not None:
+        state.background.stop()

@@ -55,7 +55,11 @@ def csrf_failure() -> Response | None:
     if request.method in SAFE_METHODS or g.get("activity_auth_method") == AUTH_TOKEN:
         return None
     sent = request.headers.get(CSRF_HEADER) or request.form.get("csrf_token") or ""
-    if session.get(CSRF_SESSION_KEY) and hmac.compare_digest(sent, csrf_token()):
+    # Compared as bytes: compare_digest raises TypeError on a str holding non-ASCII characters,
+    # which any client can send in a header.
+    if session.get(CSRF_SESSION_KEY) and hmac.compare_digest(
+        sent.encode("utf-8", "surrogateescape"), csrf_token().encode()
+    ):
         return None
     return json_error(
         403,

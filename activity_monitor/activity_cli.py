@@ -92,7 +92,7 @@ def echo_report(report: ProcessingReport) -> None:
 
 @activity_cli.command("purge")
 def purge_command() -> None:
-    """Delete raw events, summaries, audit rows and login sessions past retention."""
+    """Delete raw events, summaries and audit rows past retention."""
     conn = open_db()
     try:
         report = RetentionPurge(conn, RetentionPolicy.from_config(current_app.config), clock=now).purge()

@@ -15,8 +15,9 @@ import time
 from flask import Flask, Response, current_app, g, request
 
 from activity_monitor.db import append_db, discard_append_db
+from activity_monitor.extension import now
 from activity_monitor.identity import current_identity
-from activity_monitor.timeutil import to_db_timestamp, utc_now
+from activity_monitor.timeutil import to_db_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def track_request(response: Response) -> Response:
         identity.session_key or "",
         identity.stored_user_id,
         identity.role,
-        to_db_timestamp(utc_now()),
+        to_db_timestamp(now()),
         request.path,
         action_type_for(request.path, response),
         response.status_code,

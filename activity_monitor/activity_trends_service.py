@@ -24,7 +24,6 @@ from activity_monitor.trend_analysis import TrendAnalyzer
 
 # Column names from requests are only ever these (the SQL whitelist).
 METRICS = METRIC_COLUMNS
-ROLES = ("admin", "manager", "driver", "viewer")
 # The 30-day moving average of the first day in range reaches 29 days back.
 LOOKBACK_DAYS = 29
 TOP_PAGES_LIMIT = 10
@@ -280,12 +279,13 @@ class ActivityTrendsService:
         """Return top pages and users by role over the range, from the summaries' JSON columns.
 
         Page counts add up each day's top pages (a page outside a day's top 10 is not counted
-        that day); roles give the average and the highest number of daily active users.
+        that day); each role seen on a day of the range, by name, gives the average (a day
+        without it counts 0) and the highest number of daily active users.
         """
         self.check_range(start, end)
         pages: dict[str, int] = {}
-        role_totals = dict.fromkeys(ROLES, 0)
-        role_max = dict.fromkeys(ROLES, 0)
+        role_totals: dict[str, int] = {}
+        role_max: dict[str, int] = {}
         summarized = 0
         cursor = self.conn.execute(
             """
@@ -301,9 +301,8 @@ class ActivityTrendsService:
             for entry in json.loads(top_pages):
                 pages[entry["page"]] = pages.get(entry["page"], 0) + int(entry["count"])
             for role, count in json.loads(distribution).items():
-                if role in role_totals:
-                    role_totals[role] += int(count)
-                    role_max[role] = max(role_max[role], int(count))
+                role_totals[role] = role_totals.get(role, 0) + int(count)
+                role_max[role] = max(role_max.get(role, 0), int(count))
         days = (end - start).days + 1
         top = sorted(pages.items(), key=lambda item: (-item[1], item[0]))[:TOP_PAGES_LIMIT]
         return {
@@ -312,7 +311,7 @@ class ActivityTrendsService:
             "top_pages": [{"page": page, "count": count} for page, count in top],
             "users_by_role": {
                 role: {"average_daily": round(role_totals[role] / days, 2), "max_daily": role_max[role]}
-                for role in ROLES
+                for role in sorted(role_totals)
             },
         }
 

@@ -17,9 +17,10 @@ from typing import Any
 
 import click
 from flask import current_app
+from flask.cli import with_appcontext
 
 from activity_monitor.db import get_db, open_db
-from activity_monitor.extension import get_state
+from activity_monitor.extension import get_state, now
 from activity_monitor.identity import Identity
 from activity_monitor.timeutil import parse_db_timestamp, to_db_timestamp, utc_now
 
@@ -58,21 +59,24 @@ def load_host_user(user_ref: str) -> Identity | None:
     return identity
 
 
-def create_token(conn: sqlite3.Connection, user_id: int | str, name: str) -> tuple[int, str]:
-    """Create a token acting for a host user id; returns its id and the only copy of the token."""
+def create_token(
+    conn: sqlite3.Connection, user_id: int | str, name: str, at: dt.datetime | None = None
+) -> tuple[int, str]:
+    """Create a token acting for a host user id (created ``at``, default now); returns its id
+    and the only copy of the token."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     cursor = conn.execute(
         "INSERT INTO activity_api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
-        (user_id, name, hash_secret(token), to_db_timestamp(utc_now())),
+        (user_id, name, hash_secret(token), to_db_timestamp(at or utc_now())),
     )
     return int(cursor.lastrowid), token
 
 
-def revoke_token(conn: sqlite3.Connection, token_id: int) -> bool:
-    """Revoke a token; returns False when no live token has that id."""
+def revoke_token(conn: sqlite3.Connection, token_id: int, at: dt.datetime | None = None) -> bool:
+    """Revoke a token (``at``, default now); returns False when no live token has that id."""
     cursor = conn.execute(
         "UPDATE activity_api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-        (to_db_timestamp(utc_now()), token_id),
+        (to_db_timestamp(at or utc_now()), token_id),
     )
     return cursor.rowcount == 1
 
@@ -110,11 +114,21 @@ def identity_for_token(token: str) -> Identity | None:
         return None
     if host_user is None:
         return None
-    now = utc_now()
+    if host_user.stored_user_id != row["user_id"]:
+        # A loader that also accepts names could answer for another user; a token acts for its own only.
+        current_app.logger.warning(
+            "The user_loader answered user %r for token %s of user %r; the token is refused.",
+            host_user.user_id,
+            row["id"],
+            row["user_id"],
+        )
+        return None
+    used_at = now()
     last_used = row["last_used_at"]
-    if last_used is None or now - parse_db_timestamp(last_used) >= LAST_USED_RESOLUTION:
+    if last_used is None or used_at - parse_db_timestamp(last_used) >= LAST_USED_RESOLUTION:
         conn.execute(
-            "UPDATE activity_api_tokens SET last_used_at = ? WHERE id = ?", (to_db_timestamp(now), row["id"])
+            "UPDATE activity_api_tokens SET last_used_at = ? WHERE id = ?",
+            (to_db_timestamp(used_at), row["id"]),
         )
     return Identity(
         user_id=host_user.user_id,
@@ -128,6 +142,7 @@ def identity_for_token(token: str) -> Identity | None:
 
 
 @click.command("create-token")
+@with_appcontext
 @click.argument("user")
 @click.option("--label", default="cli", show_default=True, help="A name that says what the token is for.")
 def create_token_command(user: str, label: str) -> None:
@@ -144,7 +159,7 @@ def create_token_command(user: str, label: str) -> None:
         )
     conn = open_db()
     try:
-        token_id, token = create_token(conn, identity.stored_user_id, label)
+        token_id, token = create_token(conn, identity.stored_user_id, label, at=now())
     finally:
         conn.close()
     click.echo(f"Created token {token_id} ({label!r}) for {user!r}. It is shown only now:")
@@ -152,12 +167,13 @@ def create_token_command(user: str, label: str) -> None:
 
 
 @click.command("revoke-token")
+@with_appcontext
 @click.argument("token_id", type=int)
 def revoke_token_command(token_id: int) -> None:
     """Revoke an API token by its id."""
     conn = open_db()
     try:
-        revoked = revoke_token(conn, token_id)
+        revoked = revoke_token(conn, token_id, at=now())
     finally:
         conn.close()
     if not revoked:
@@ -166,6 +182,7 @@ def revoke_token_command(token_id: int) -> None:
 
 
 @click.command("list-tokens")
+@with_appcontext
 def list_tokens_command() -> None:
     """List the API tokens: id, user, label, created, last used, revoked (never the token)."""
     conn = open_db()

@@ -17,11 +17,13 @@ from typing import Any
 from blinker import Namespace
 from flask import current_app
 
-from activity_monitor.timeutil import to_db_timestamp, utc_now, utc_now_text
+from activity_monitor.extension import now
+from activity_monitor.timeutil import to_db_timestamp
 
 UNAUTHORIZED_ACCESS_ATTEMPT = "UNAUTHORIZED_ACCESS_ATTEMPT"
 signals = Namespace()
-# Sent by the app after each audit row is written, with the row's fields as keyword arguments.
+# Sent by the app after each audit row is written, with the row's fields (id, action, user_id,
+# ip_address, details, created_at) as keyword arguments.
 audit_recorded = signals.signal("activity-monitor-audit-recorded")
 
 
@@ -32,27 +34,39 @@ def record(
     user_id: int | str | None,
     ip_address: str | None,
     details: dict[str, Any] | None = None,
-) -> None:
-    """Write one audit row now, then send it as the audit_recorded signal."""
-    created_at = utc_now_text()
-    conn.execute(
+) -> int:
+    """Write one audit row at the app's clock, then send it as the audit_recorded signal;
+    returns the row's id."""
+    created_at = to_db_timestamp(now())
+    cursor = conn.execute(
         "INSERT INTO activity_audit_log (user_id, action, details, ip_address, created_at)"
         " VALUES (?, ?, ?, ?, ?)",
         (user_id, action, json.dumps(details or {}, sort_keys=True), ip_address, created_at),
     )
-    if audit_recorded.receivers:
+    row_id = int(cursor.lastrowid)
+    send_recorded(
+        id=row_id,
+        action=action,
+        user_id=user_id,
+        ip_address=ip_address,
+        details=details or {},
+        created_at=created_at,
+    )
+    return row_id
+
+
+def send_recorded(**row: Any) -> None:
+    """Deliver a written row to every audit_recorded receiver of the app, each on its own."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    for receiver in audit_recorded.receivers_for(app):
         try:
-            audit_recorded.send(
-                current_app._get_current_object(),  # type: ignore[attr-defined]
-                action=action,
-                user_id=user_id,
-                ip_address=ip_address,
-                details=details or {},
-                created_at=created_at,
-            )
+            receiver(app, **row)
         except Exception:
-            # The row is written; a host's receiver failing must not fail the request.
-            current_app.logger.exception("An audit_recorded receiver failed for %s", action)
+            # The row is written; a host's receiver failing must neither fail the request
+            # nor keep the row from the receivers after it.
+            current_app.logger.exception(
+                "The audit_recorded receiver %r failed for %s", receiver, row["action"]
+            )
 
 
 def record_unauthorized_attempt(
@@ -68,7 +82,7 @@ def record_unauthorized_attempt(
 
     Returns whether a row was written.
     """
-    since = to_db_timestamp(utc_now() - dt.timedelta(minutes=1))
+    since = to_db_timestamp(now() - dt.timedelta(minutes=1))
     recent = conn.execute(
         """
         SELECT 1 FROM activity_audit_log

@@ -30,7 +30,7 @@ from activity_monitor.db import open_db
 from activity_monitor.extension import get_state, now, today
 from activity_monitor.leader_lock import LeaderLock, lock_for_config
 from activity_monitor.retention import RetentionPolicy, RetentionPurge
-from activity_monitor.timeutil import to_db_timestamp, utc_now
+from activity_monitor.timeutil import to_db_timestamp
 from activity_monitor.trends_cache import get_cache
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,8 @@ class BackgroundTaskManager:
         """Apply the retention policy: raw activity, summaries, audit log."""
         conn = open_db(self.app)
         try:
-            return RetentionPurge(conn, RetentionPolicy.from_config(self.config)).purge().as_dict()
+            policy = RetentionPolicy.from_config(self.config)
+            return RetentionPurge(conn, policy, clock=lambda: now(self.app)).purge().as_dict()
         finally:
             conn.close()
 
@@ -159,7 +160,9 @@ class BackgroundTaskManager:
         (which would leave the job due and run it again in a hot loop)."""
         state = self.jobs.setdefault(name, JobState(name))
         with self.run_lock:
-            started_at = utc_now()
+            # The app's clock, like the scheduler's (the system clock unless a test moves both):
+            # skip_runs_made_elsewhere compares these times with the jobs' next runs.
+            started_at = now(self.app)
             started = time.perf_counter()
             run_id = self.record_start(name, started_at)
             error = None
@@ -214,7 +217,7 @@ class BackgroundTaskManager:
                     SET finished_at = ?, duration_ms = ?, status = ?, error = ?
                     WHERE id = ?
                     """,
-                    (to_db_timestamp(utc_now()), duration_ms, "failed" if error else "ok", error, run_id),
+                    (to_db_timestamp(now(self.app)), duration_ms, "failed" if error else "ok", error, run_id),
                 )
             finally:
                 conn.close()

@@ -97,6 +97,13 @@ class ConfigError(ValueError):
 
 
 OPTION_PREFIX = "ACTIVITY_"
+# Settings that may name a Redis URL.
+REDIS_URL_KEYS = (
+    "ACTIVITY_REDIS_URL",
+    "ACTIVITY_CACHE_URL",
+    "ACTIVITY_RATELIMIT_STORAGE_URL",
+    "ACTIVITY_LEADER_LOCK_URL",
+)
 
 
 def option_key(name: str) -> str:
@@ -159,6 +166,15 @@ def validate_config(config: dict[str, Any]) -> None:
     lock_url = config["ACTIVITY_LEADER_LOCK_URL"]
     if lock_url is not None and not str(lock_url).startswith(("file://", "redis://", "rediss://", "unix://")):
         raise ConfigError(f"ACTIVITY_LEADER_LOCK_URL={lock_url!r} must start with file:// or redis://.")
+    from activity_monitor.redis_client import require_redis
+
+    for key in (
+        "ACTIVITY_REDIS_URL",
+        "ACTIVITY_CACHE_URL",
+        "ACTIVITY_RATELIMIT_STORAGE_URL",
+        "ACTIVITY_LEADER_LOCK_URL",
+    ):
+        require_redis(key, config[key])
     for key in ("ACTIVITY_DAILY_SUMMARY_AT", "ACTIVITY_LOG_CLEANUP_AT"):
         if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?", str(config[key])):
             raise ConfigError(f"{key}={config[key]!r} must be a local time HH:MM or HH:MM:SS.")

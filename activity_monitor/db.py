@@ -308,9 +308,7 @@ def read_install_id(conn: sqlite3.Connection) -> str:
 @with_appcontext
 def migrate_command() -> None:
     """Apply the monitor's pending database migrations."""
-    from activity_monitor.extension import get_state
-
-    conn = connect(get_state().database)
+    conn = open_db()
     try:
         applied = apply_migrations(conn)
         version = schema_version(conn)

@@ -16,7 +16,3 @@ def json_error(status: int, code: str, message: str, details: dict[str, Any] | N
     response.status_code = status
     return response
 
-
-def wants_json(path: str) -> bool:
-    """Tell whether a path belongs to the JSON API rather than to the HTML pages."""
-    return path.startswith("/api/")

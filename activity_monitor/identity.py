@@ -94,8 +94,32 @@ def flask_login_identity(
     return load
 
 
+# The blueprints of the monitor itself: the only requests an API token authenticates.
+MONITOR_BLUEPRINTS = frozenset({"activity_trends", "activity_dashboard"})
+
+
+def bearer_token() -> str | None:
+    """Return the monitor's API token (``Authorization: Bearer amt_…``) of a request to the
+    monitor's own endpoints, else None."""
+    from activity_monitor.api_tokens import TOKEN_PREFIX
+
+    # The host never sees these tokens, so on its own pages the host's answer is the only one:
+    # a token sent there would otherwise record the host's refused request as its admin's.
+    if request.blueprint not in MONITOR_BLUEPRINTS:
+        return None
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    value = value.strip()
+    if scheme.lower() != "bearer" or not value.startswith(TOKEN_PREFIX):
+        return None
+    return value
+
+
 def current_identity() -> Identity | None:
-    """Return who asks in this request: a bearer token's user, else the host's answer (cached on g)."""
+    """Return who asks in this request: a bearer token's user, else the host's answer (cached on g).
+
+    A request that sends an ``amt_`` token is judged by that token alone: a wrong or revoked
+    token is anonymous even when a login cookie comes with it.
+    """
     if "activity_identity" in g:
         return g.activity_identity
     from activity_monitor import api_tokens
@@ -104,9 +128,9 @@ def current_identity() -> Identity | None:
     state = get_state()
     identity: Identity | None = None
     g.activity_auth_method = None
-    header = request.headers.get("Authorization", "")
-    if header[:7].lower() == "bearer " and header[7:].strip().startswith(api_tokens.TOKEN_PREFIX):
-        identity = api_tokens.identity_for_token(header[7:].strip())
+    token = bearer_token()
+    if token is not None:
+        identity = api_tokens.identity_for_token(token)
         if identity is not None:
             g.activity_auth_method = AUTH_TOKEN
     elif state.monitor.identity_loader_callback is not None:

@@ -15,9 +15,7 @@ import socket
 import time
 from typing import Any, Protocol
 
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+from activity_monitor.redis_client import NoBackoff, Retry, redis
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from activity_monitor.activity_trends_service import METRICS, ROLES
+from activity_monitor.activity_trends_service import METRICS
 
 NUMBER_OR_NULL = {"type": ["number", "null"]}
 DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
@@ -178,7 +178,7 @@ BREAKDOWN_DATA = {
         },
         "users_by_role": {
             "type": "object",
-            "required": list(ROLES),
+            "description": "The host's roles seen in the range (role '' is a user without one).",
             "additionalProperties": {
                 "type": "object",
                 "required": ["average_daily", "max_daily"],
@@ -279,10 +279,10 @@ def build_openapi(api_path: str, healthz_path: str | None, session_cookie: str) 
     }
 
 
-def api_paths(PREFIX: str, security: list[dict[str, list]]) -> dict[str, Any]:  # noqa: N803 - reads as a constant
+def api_paths(prefix: str, security: list[dict[str, list]]) -> dict[str, Any]:
     """Return the path items of the API under its prefix."""
     return {
-        f"{PREFIX}/trends": {
+        f"{prefix}/trends": {
             "get": {
                 "summary": "Daily trends with moving averages, summary, forecast and comparison",
                 "security": security,
@@ -311,7 +311,7 @@ def api_paths(PREFIX: str, security: list[dict[str, list]]) -> dict[str, Any]:  
                 },
             }
         },
-        f"{PREFIX}/export": {
+        f"{prefix}/export": {
             "get": {
                 "summary": "Daily values as a CSV or JSON download (streamed)",
                 "security": security,
@@ -342,7 +342,7 @@ def api_paths(PREFIX: str, security: list[dict[str, list]]) -> dict[str, Any]:  
                 },
             }
         },
-        f"{PREFIX}/breakdown": {
+        f"{prefix}/breakdown": {
             "get": {
                 "summary": "Top pages and users by role over a range",
                 "security": security,
@@ -365,7 +365,7 @@ def api_paths(PREFIX: str, security: list[dict[str, list]]) -> dict[str, Any]:  
                 },
             }
         },
-        f"{PREFIX}/health": {
+        f"{prefix}/health": {
             "get": {
                 "summary": "Health of database, cache, rate limiter, scheduler, and response times",
                 "security": security,
@@ -376,7 +376,7 @@ def api_paths(PREFIX: str, security: list[dict[str, list]]) -> dict[str, Any]:  
                 },
             }
         },
-        f"{PREFIX}/cache/stats": {
+        f"{prefix}/cache/stats": {
             "get": {
                 "summary": "Statistics of the trends cache",
                 "security": security,
@@ -393,7 +393,7 @@ def api_paths(PREFIX: str, security: list[dict[str, list]]) -> dict[str, Any]:  
                 },
             }
         },
-        f"{PREFIX}/cache/clear": {
+        f"{prefix}/cache/clear": {
             "post": {
                 "summary": "Clear the trends cache for every worker",
                 "description": "Cookie-authenticated calls must send X-CSRF-Token.",
@@ -423,7 +423,7 @@ def api_paths(PREFIX: str, security: list[dict[str, list]]) -> dict[str, Any]:  
                 },
             }
         },
-        f"{PREFIX}/openapi.json": {
+        f"{prefix}/openapi.json": {
             "get": {
                 "summary": "This document",
                 "security": [],

@@ -9,9 +9,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Flask, Response, current_app, request
+from flask import Flask, Response, current_app
 from flask_limiter import Limiter, RateLimitExceeded
 
+from activity_monitor.access import client_ip
 from activity_monitor.errors import json_error
 from activity_monitor.extension import get_state
 from activity_monitor.identity import current_identity
@@ -21,9 +22,10 @@ LIMITED_ENDPOINTS = ("activity_trends.trends", "activity_trends.export", "activi
 
 
 def rate_limit_key() -> str:
-    """Count requests per user; anonymous requests per client address."""
+    """Count requests per user; anonymous requests per client address (behind trusted proxies,
+    the forwarded one, so not every anonymous caller shares the proxy's count)."""
     identity = current_identity()
-    return f"user:{identity.stored_user_id}" if identity is not None else f"ip:{request.remote_addr}"
+    return f"user:{identity.stored_user_id}" if identity is not None else f"ip:{client_ip()}"
 
 
 def storage_url(config: Any) -> str:

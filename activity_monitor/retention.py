@@ -150,9 +150,16 @@ class RetentionPurge:
                       AND is_partial = 0
                       AND time_zone = ?
                       AND idle_minutes = ?
+                      AND session_idle_minutes = ?
                       AND date NOT IN (SELECT date FROM activity_dirty_days)
                     """,
-                    (start.isoformat(), cutoff.isoformat(), self.policy.tz_name, self.policy.idle_minutes),
+                    (
+                        start.isoformat(),
+                        cutoff.isoformat(),
+                        self.policy.tz_name,
+                        self.policy.idle_minutes,
+                        self.policy.session_idle_minutes,
+                    ),
                 )
             }
             expired = date_range(start, cutoff - dt.timedelta(days=1))

@@ -1,8 +1,12 @@
-"""Security headers on every response, and a strict Content-Security-Policy on pages."""
+"""Security headers on the monitor's own responses, and a strict Content-Security-Policy on its page.
+
+The monitor's blueprints attach them (``bp.after_request``); the host's pages keep whatever
+headers the host sets.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, Response
+from flask import Response
 
 # No inline script or style anywhere: every page loads its code from /static/.
 CONTENT_SECURITY_POLICY = (
@@ -20,7 +24,3 @@ def add_security_headers(response: Response) -> Response:
         response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     return response
 
-
-def init_app(app: Flask) -> None:
-    """Attach the headers to every response."""
-    app.after_request(add_security_headers)

@@ -130,7 +130,7 @@ class DayEvents:
     kinds: np.ndarray
     page_view_counts: Counter = field(default_factory=Counter)
     role_codes: np.ndarray | None = None
-    roles: tuple[str, ...] = ()
+    roles: dict[int, str] = field(default_factory=dict)
     derived_session_code: int | None = None
 
     @classmethod
@@ -171,7 +171,8 @@ class DayEvents:
             kinds=joined(kinds, np.int8),
             page_view_counts=pages,
             role_codes=joined(roles, np.int64),
-            roles=tuple(sorted(role_code, key=role_code.__getitem__)),
+            # The codes count rows, not distinct values (setdefault draws a number per row).
+            roles={code: name for name, code in role_code.items()},
             derived_session_code=session_code.get(NO_SESSION),
         )
 
@@ -264,7 +265,7 @@ def with_derived_sessions(
 
 
 def role_distribution(
-    user_codes: np.ndarray, role_codes: np.ndarray | None, roles: tuple[str, ...]
+    user_codes: np.ndarray, role_codes: np.ndarray | None, roles: dict[int, str]
 ) -> dict[str, int]:
     """Return the number of the day's users in each role, each user once, under the role of their
     last event of the day (events in time order), by role name ascending."""
@@ -273,7 +274,7 @@ def role_distribution(
     last_event = np.full(int(user_codes.max()) + 1, -1, dtype=np.int64)
     np.maximum.at(last_event, user_codes, np.arange(len(user_codes)))
     last_roles = role_codes[last_event[last_event >= 0]]
-    counts = np.bincount(last_roles, minlength=len(roles))
+    counts = np.bincount(last_roles)
     named: Counter = Counter()
     for code in np.flatnonzero(counts):
         named[roles[code] or UNKNOWN_ROLE] += int(counts[code])

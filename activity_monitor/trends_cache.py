@@ -1,8 +1,9 @@
 """Cache of serialized trends answers: an in-process LRU, or Redis with an in-process fallback.
 
 Values are ``bytes`` the caller serialized once; keys carry the data version, so a
-stale hit is impossible and TTLs only bound memory. :func:`init_app` builds the
-backend named by the config; the app's MonitorState keeps it.
+stale hit is impossible and TTLs only bound memory. :func:`build_cache` builds the
+backend named by the config (Redis keys under the install's prefix); the app's
+MonitorState keeps it and :func:`get_cache` returns it.
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-import redis
 from flask import Flask
-from redis.backoff import NoBackoff
-from redis.retry import Retry
+
+from activity_monitor.redis_client import UNAVAILABLE, NoBackoff, Retry, redis
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ NEAR_HITS_FLUSH_SECONDS = 1.0
 # Keys per SCAN page and per UNLINK/STRLEN batch.
 SCAN_BATCH = 500
 
-_UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+_UNAVAILABLE = UNAVAILABLE
 # One round trip per get, and the hit/miss counter cannot disagree with what was returned.
 _GET_AND_COUNT = """
 local value = redis.call('GET', KEYS[1])

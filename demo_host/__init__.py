@@ -13,7 +13,7 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from activity_monitor import ActivityMonitor, Identity, flask_login_identity
-from demo_host import auth, db, demo_data, pages
+from demo_host import auth, db, demo_data, pages, security_headers
 
 # The host's own settings; the monitor's ACTIVITY_* keys are documented in activity_monitor.config.
 HOST_DEFAULTS: dict[str, Any] = {
@@ -27,6 +27,8 @@ HOST_DEFAULTS: dict[str, Any] = {
     "SESSION_COOKIE_SECURE": False,
     # Name of the session cookie.
     "SESSION_COOKIE_NAME": "fleet_session",
+    # The session cookie goes with same-site requests and top-level links only.
+    "SESSION_COOKIE_SAMESITE": "Lax",
     # Failed logins in a row, per username and address, that lock that pair.
     "LOGIN_MAX_FAILED_ATTEMPTS": 5,
     # Failed logins from one address, across usernames, that lock that address.
@@ -37,6 +39,9 @@ HOST_DEFAULTS: dict[str, Any] = {
     "TRUSTED_PROXIES": 0,
     # CSRF is checked on the host's own forms (the monitor checks its own POSTs).
     "WTF_CSRF_CHECK_DEFAULT": False,
+    # A form's CSRF token is good for the whole login (None), not an hour: a page left open
+    # until lunch can still log out. The login itself ends after SESSION_LIFETIME_HOURS.
+    "WTF_CSRF_TIME_LIMIT": None,
 }
 
 
@@ -93,6 +98,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     app.register_blueprint(pages.bp)
     demo_data.init_app(app)
+    security_headers.init_app(app)
 
     # Adopting the monitor: exactly the lines README shows.
     monitor = ActivityMonitor(

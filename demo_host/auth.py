@@ -1,5 +1,8 @@
 """Login for the fleet-admin demo host: Flask-Login sessions, Flask-WTF CSRF, its own users.
 
+Logins are Flask-Login sessions in Flask's signed cookie; a login lasts
+SESSION_LIFETIME_HOURS by the app's clock, and ends early when the user is disabled.
+
 Defences:
 - Failed logins are counted per (username, client address) and per address, and the
   attempt is reserved in one write transaction *before* the password is checked, so
@@ -37,15 +40,17 @@ from flask import (
 )
 from flask.cli import with_appcontext
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
-from flask_wtf.csrf import CSRFProtect, generate_csrf
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from activity_monitor import now
 from demo_host.db import connect, get_db
 
 ROLES = ("admin", "manager", "driver", "viewer")
 FAILED_LOGIN = "Wrong username or password."
 LOCKED = "Too many failed logins from here; try again later."
 SESSION_KEY = "fleet_session_key"
+LOGGED_IN_AT = "fleet_logged_in_at"
 
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
@@ -80,8 +85,7 @@ class BadText(ValueError):
 
 def now_utc() -> dt.datetime:
     """Return the current time by ACTIVITY_CLOCK when the app has one (tests), else the system's."""
-    clock = current_app.config.get("ACTIVITY_CLOCK")
-    return clock() if clock else dt.datetime.now(dt.UTC)
+    return now(current_app)
 
 
 def db_time(moment: dt.datetime) -> str:
@@ -126,11 +130,37 @@ def load_user_row(conn: sqlite3.Connection, ref: str) -> sqlite3.Row | None:
     return conn.execute(f"SELECT * FROM users WHERE {column} = ? AND is_active = 1", (ref,)).fetchone()
 
 
+def login_expired() -> bool:
+    """Tell whether the session's login is older than SESSION_LIFETIME_HOURS (or has no start)."""
+    started = session.get(LOGGED_IN_AT)
+    if not isinstance(started, str):
+        return True
+    lifetime = dt.timedelta(hours=current_app.config["SESSION_LIFETIME_HOURS"])
+    return now_utc() - dt.datetime.fromisoformat(started) >= lifetime
+
+
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    """Flask-Login's loader: the active user with that id."""
-    row = load_user_row(get_db(), str(user_id)) if str(user_id).isdigit() else None
+    """Flask-Login's loader: the active user with that id, while the login has not expired."""
+    # The signed cookie keeps its own timestamp, but by the system clock; this one follows
+    # the app's clock, so a login ends at the same instant for the host and the monitor.
+    if not str(user_id).isdigit() or login_expired():
+        return None
+    row = load_user_row(get_db(), str(user_id))
     return User(row) if row is not None else None
+
+
+@login_manager.unauthorized_handler
+def unauthorized() -> Response:
+    """Answer an anonymous request: 401 JSON on the API, the login page (with ``next``) otherwise."""
+    if wants_json():
+        return json_error(401, "authentication_required", "Log in first: POST /api/auth/login.")
+    return redirect(url_for("auth.login_page", next=request.full_path.rstrip("?")))
+
+
+def wants_json() -> bool:
+    """Tell whether the request expects a JSON answer (the host's /api/ paths, or Accept)."""
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
 # --- login attempts ----------------------------------------------------------------
@@ -160,8 +190,14 @@ def reserve_attempt(conn: sqlite3.Connection, username: str, address: str, at: d
         for row in (pair, place):
             if row is not None and row["locked_until"] and row["locked_until"] > now:
                 raise LoginFailed(LOCKED)
-        pair_failures = 1 if pair is None or pair["first_failed_at"] < since else pair["failures"] + 1
-        place_failures = 1 if place is None or place["first_failed_at"] < since else place["failures"] + 1
+
+        def counted(row: sqlite3.Row | None) -> int:
+            """Failures so far in the window; a lock that has run out starts the count afresh."""
+            if row is None or row["first_failed_at"] < since or row["locked_until"]:
+                return 0
+            return int(row["failures"])
+
+        pair_failures, place_failures = counted(pair) + 1, counted(place) + 1
         pair_first = now if pair_failures == 1 else pair["first_failed_at"]
         place_first = now if place_failures == 1 else place["first_failed_at"]
         conn.execute(
@@ -238,9 +274,12 @@ def authenticate(username: str, password: str) -> User:
 
 def start_session(user: User) -> None:
     """Log the user in with a fresh session and a new session key for the monitor."""
+    # Nothing a visitor's cookie carried before the login survives it (no session fixation).
     session.clear()
+    session.permanent = True
     login_user(user)
     session[SESSION_KEY] = secrets.token_urlsafe(16)
+    session[LOGGED_IN_AT] = now_utc().isoformat()
 
 
 def session_key(_user: Any) -> str | None:
@@ -396,12 +435,22 @@ def ensure_admin_command(username: str) -> None:
     click.echo(f"Created admin {username!r}. Password (shown only now): {password}")
 
 
+def csrf_refused(exc: CSRFError) -> tuple[Any, int]:
+    """Answer a form POST without a valid CSRF token with a 400 that says what to do."""
+    message = f"{exc.description} Reload the page and send the form again."
+    if wants_json():
+        return json_error(400, "csrf_failed", message), 400
+    return render_template("error.html", title="Form refused", message=message), 400
+
+
 def init_app(app: Flask) -> None:
     """Set up Flask-Login and CSRF for the host's forms, the views and the CLI."""
     login_manager.init_app(app)
     login_manager.login_view = "auth.login_page"
     login_manager.login_message = None
     csrf.init_app(app)
+    app.register_error_handler(CSRFError, csrf_refused)
+    dummy_hash()  # made now, so the first unknown username takes no longer than the others
     app.register_blueprint(bp)
     app.cli.add_command(create_user_command)
     app.cli.add_command(ensure_admin_command)

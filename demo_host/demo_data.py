@@ -63,21 +63,47 @@ def seed_demo(
     days: int = 365,
     users: int = 150,
     seed: int = 0,
-    end_day: dt.date,
-    tz_name: str = "UTC",
-    session_hours: int = 8,
+    end_day: dt.date | None = None,
+    tz_name: str | None = None,
 ) -> SeedReport:
-    """Insert demo users and activity for the ``days`` local days ending on ``end_day``.
+    """Insert demo users and activity for the ``days`` local days (in ``tz_name``, by default
+    ACTIVITY_TIMEZONE) ending on ``end_day`` (by default yesterday by the app's clock).
 
     The users go in first, in one transaction of the host's; the events then in one
-    bulk-load transaction of the monitor's. Raises :class:`DemoDataExists` when demo
-    users are already there, ValueError for fewer than 4 users or 1 day.
+    bulk-load transaction of the monitor's. When the events fail, the users are
+    deleted again, so a failed seed leaves nothing behind. Raises :class:`DemoDataExists`
+    when demo users are already there, ValueError for fewer than 4 users or 1 day.
     """
     if days < 1:
         raise ValueError(f"Seed at least one day (got {days}).")
     started = time.perf_counter()
+    tz_name = tz_name or app.config["ACTIVITY_TIMEZONE"]
+    end_day = end_day or today(app) - dt.timedelta(days=1)
     day_list = [end_day - dt.timedelta(days=days - 1 - i) for i in range(days)]
-    gen = DemoGenerator(np.random.default_rng(seed), day_list, users, tz_name, session_hours)
+    gen = DemoGenerator(np.random.default_rng(seed), day_list, users, tz_name)
+    user_ids = insert_demo_users(app, gen)
+    n_sessions = n_events = 0
+    try:
+        # The next batch is drawn in a thread while this one is inserted (sqlite3 releases
+        # the GIL while it works); batches are still drawn in order, so rows stay deterministic.
+        with bulk_import_events(app) as load, ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(gen.batch, 0, min(DAYS_PER_BATCH, days), user_ids)
+            for first in range(DAYS_PER_BATCH, days + DAYS_PER_BATCH, DAYS_PER_BATCH):
+                sessions, events = pending.result()
+                if first < days:
+                    pending = pool.submit(gen.batch, first, min(first + DAYS_PER_BATCH, days), user_ids)
+                n_sessions += sessions
+                n_events += load.add_columns(events)
+    except BaseException:
+        delete_demo_users(app, user_ids)
+        raise
+    return SeedReport(
+        len(user_ids), n_sessions, n_events, day_list[0], day_list[-1], time.perf_counter() - started
+    )
+
+
+def insert_demo_users(app: Flask, gen: DemoGenerator) -> np.ndarray:
+    """Insert the generator's users in one transaction; return their ids in the generator's order."""
     conn = connect(app.config["DATABASE"])
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -99,21 +125,18 @@ def seed_demo(
         conn.execute("COMMIT")
     finally:
         conn.close()
-    user_ids = np.array([ids[name] for name in gen.usernames], dtype=np.int64)
-    n_sessions = n_events = 0
-    # The next batch is drawn in a thread while this one is inserted (sqlite3 releases
-    # the GIL while it works); batches are still drawn in order, so rows stay deterministic.
-    with app.app_context(), bulk_import_events(app) as load, ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(gen.batch, 0, min(DAYS_PER_BATCH, days), user_ids)
-        for first in range(DAYS_PER_BATCH, days + DAYS_PER_BATCH, DAYS_PER_BATCH):
-            sessions, events = pending.result()
-            if first < days:
-                pending = pool.submit(gen.batch, first, min(first + DAYS_PER_BATCH, days), user_ids)
-            n_sessions += len(sessions[0])
-            n_events += load.add_columns(events)
-    return SeedReport(
-        len(user_ids), n_sessions, n_events, day_list[0], day_list[-1], time.perf_counter() - started
-    )
+    return np.array([ids[name] for name in gen.usernames], dtype=np.int64)
+
+
+def delete_demo_users(app: Flask, user_ids: np.ndarray) -> None:
+    """Delete the demo users a failed seed inserted."""
+    conn = connect(app.config["DATABASE"])
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("DELETE FROM users WHERE id = ?", [(int(i),) for i in user_ids])
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 @click.command("seed-demo")
@@ -132,33 +155,28 @@ def seed_demo(
     help="Demo users across the four roles.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed; same seed, same rows.")
-@click.option("--if-empty", is_flag=True, help="Do nothing when the database already holds activity.")
+@click.option("--if-empty", is_flag=True, help="Do nothing when the database already holds demo users.")
 @with_appcontext
 def seed_demo_command(days: int, users: int, seed: int, if_empty: bool) -> None:
     """Fill the database with realistic demo users, sessions and activity."""
-    config = current_app.config
-    tz_name = config["ACTIVITY_TIMEZONE"]
-    end_day = today() - dt.timedelta(days=1)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    tz_name = app.config["ACTIVITY_TIMEZONE"]
+    skipped = "The database already holds demo data; no demo data seeded."
     if if_empty:
-        conn = connect(config["DATABASE"])
+        conn = connect(app.config["DATABASE"])
         try:
             found = existing_demo_users(conn)
         finally:
             conn.close()
         if found:
-            click.echo("The database already holds demo data; no demo data seeded.")
+            click.echo(skipped)
             return
     try:
-        report = seed_demo(
-            current_app._get_current_object(),  # type: ignore[attr-defined]
-            days=days,
-            users=users,
-            seed=seed,
-            end_day=end_day,
-            tz_name=tz_name,
-            session_hours=config["SESSION_LIFETIME_HOURS"],
-        )
+        report = seed_demo(app, days=days, users=users, seed=seed, tz_name=tz_name)
     except DemoDataExists as exc:
+        if if_empty:  # another process seeded between the check and the insert
+            click.echo(skipped)
+            return
         raise click.ClickException(
             f"{exc} Seed a fresh database instead, e.g. "
             "FLASK_DATABASE=instance/demo.sqlite3 flask --app app seed-demo."

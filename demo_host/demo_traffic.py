@@ -3,18 +3,17 @@
 Users across the four roles; a weekday cycle, slow growth and holiday dips;
 drivers early in the morning and office roles in office hours; sessions of
 several requests with think times; the host app's real paths, classified the way
-:mod:`activity_tracker` classifies them. Everything comes from one NumPy
+:mod:`activity_monitor`'s tracker classifies them. Everything comes from one NumPy
 generator, drawn batch after batch of days, so a seed always gives the same rows.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from dataclasses import dataclass
 
 import numpy as np
-
-from activity_monitor.timeutil import local_day_bounds
 
 DEMO_PREFIX = "demo_"
 # Not a werkzeug hash, so check_password_hash() is False for every password.
@@ -93,10 +92,10 @@ MOBILE_AGENTS = (
     "Mozilla/5.0 (Linux; Android 13; TC58) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/123.0.6312.118 Mobile Safari/537.36",
 )
-# Column order of what DemoGenerator draws, per table.
+# Column order of the users DemoGenerator draws. Events are drawn in the columns of the
+# monitor's bulk import, activity_monitor.EVENT_COLUMNS; a session is the 64 hex digits of
+# its session_id (the key the host gives the monitor), and has no table of its own.
 USER_COLUMNS = ("username", "email", "password_hash", "role", "created_at")
-SESSION_COLUMNS = ("id", "user_id", "created_at", "expires_at", "last_activity", "ip_address", "user_agent")
-# Events are drawn in the columns of the monitor's bulk import, activity_monitor.EVENT_COLUMNS.
 # Relative traffic by weekday, Monday first.
 WEEKDAY_FACTORS = (1.0, 1.03, 1.0, 0.97, 0.86, 0.15, 0.07)
 PUBLIC_HOLIDAYS = {(1, 1), (5, 1), (12, 25), (12, 26)}
@@ -123,6 +122,14 @@ def day_factor(day: dt.date) -> float:
     return factor * 0.3 if key in YEAR_END_LULL else factor
 
 
+def local_day_bounds(day: dt.date, tz_name: str) -> tuple[dt.datetime, dt.datetime]:
+    """Return the UTC instants [start, end) of a local day (23 or 25 hours on DST days)."""
+    tz = zoneinfo.ZoneInfo(tz_name)
+    start = dt.datetime.combine(day, dt.time.min, tzinfo=tz)
+    end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
+    return start.astimezone(dt.UTC), end.astimezone(dt.UTC)
+
+
 def format_timestamps(micros: np.ndarray) -> list[str]:
     """Format UTC microseconds since the epoch as database text, vectorised."""
     text = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us")
@@ -134,11 +141,8 @@ def format_timestamps(micros: np.ndarray) -> list[str]:
 class DemoGenerator:
     """Draws users, sessions and events from one generator, batch after batch of days."""
 
-    def __init__(
-        self, rng: np.random.Generator, days: list[dt.date], users: int, tz_name: str, session_hours: int
-    ):
+    def __init__(self, rng: np.random.Generator, days: list[dt.date], users: int, tz_name: str):
         self.rng = rng
-        self.session_hours = session_hours
         counts = role_counts(users)
         self.roles = np.repeat(np.arange(len(ROLES)), [counts[r] for r in ROLES])
         self.usernames = [f"{DEMO_PREFIX}{r}_{n:03d}" for r in ROLES for n in range(1, counts[r] + 1)]
@@ -201,9 +205,9 @@ class DemoGenerator:
         start = self.day_start[day] + (np.mod(hours, 24.0) * 3_600_000_000).astype(np.int64)
         return user, day, start
 
-    def batch(self, first: int, last: int, user_ids: np.ndarray) -> tuple[list[list], list[list]]:
-        """Return the columns (SESSION_COLUMNS, EVENT_COLUMNS) of the sessions and events of days
-        [first, last), each in time order; ``user_ids`` maps user indexes to database ids.
+    def batch(self, first: int, last: int, user_ids: np.ndarray) -> tuple[int, list[list]]:
+        """Return the number of sessions and the columns (EVENT_COLUMNS) of the events of days
+        [first, last), in time order; ``user_ids`` maps user indexes to database ids.
         """
         rng = self.rng
         user, day, start = self.session_starts(first, last)
@@ -247,15 +251,4 @@ class DemoGenerator:
             self.page_paths[page].tolist(), self.page_actions[page].tolist(), status.tolist(),
             np.round(duration, 3).tolist(), ips[ev_session].tolist(), agents[ev_session].tolist(),
         ]
-        first_seen = np.full(len(user), np.iinfo(np.int64).max)
-        last_seen = np.zeros(len(user), dtype=np.int64)
-        np.minimum.at(first_seen, ev_session, ev_time)
-        np.maximum.at(last_seen, ev_session, ev_time)
-        live_order = np.flatnonzero(live)[np.argsort(first_seen[live], kind="stable")]
-        created = first_seen[live_order]
-        sessions = [
-            session_ids[live_order].tolist(), user_ids[user[live_order]].tolist(), format_timestamps(created),
-            format_timestamps(created + self.session_hours * 3_600_000_000),
-            format_timestamps(last_seen[live_order]), ips[live_order].tolist(), agents[live_order].tolist(),
-        ]
-        return sessions, events
+        return int(live.sum()), events

@@ -1,4 +1,10 @@
-"""Writing users and raw user_activity_log rows directly, for tests of summaries and retention."""
+"""Writing raw user_activity_log rows directly, for tests of summaries and retention.
+
+The monitor keeps no users table: each event carries the host's role. Tests that
+think in users register a role per id with :func:`add_user` (in a test-only table
+of the test database), and :func:`add_event` stores that role on the event
+unless it is given one.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +19,23 @@ from activity_monitor.timeutil import to_db_timestamp
 UTC = dt.UTC
 # A fixed "now" far enough after the test days that every one of them is over.
 LATER = dt.datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+# The test-only registry of the role of each user id (never read by the monitor).
+ROLE_REGISTRY = "test_user_roles"
 
 
-def add_user(conn: sqlite3.Connection, role: str, username: str | None = None) -> int:
-    """Insert a user of a role (any password hash will do) and return its id."""
-    cursor = conn.execute(
-        "INSERT INTO users (username, password_hash, role) VALUES (?, 'x', ?)",
-        (username or f"{role}-{conn.execute('SELECT COUNT(*) FROM users').fetchone()[0]}", role),
-    )
-    return int(cursor.lastrowid)
+def add_user(conn: sqlite3.Connection, role: str) -> int:
+    """Register a new user id with a role in the test-only registry and return the id."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {ROLE_REGISTRY} (id INTEGER PRIMARY KEY, role TEXT NOT NULL)")
+    return int(conn.execute(f"INSERT INTO {ROLE_REGISTRY} (role) VALUES (?)", (role,)).lastrowid)
+
+
+def registered_role(conn: sqlite3.Connection, user_id: int | str) -> str:
+    """Return the role add_user registered for an id, or '' (no role) for an unregistered one."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (ROLE_REGISTRY,)).fetchone()
+    if not exists:
+        return ""
+    row = conn.execute(f"SELECT role FROM {ROLE_REGISTRY} WHERE id = ?", (user_id,)).fetchone()
+    return row[0] if row else ""
 
 
 def utc(text: str) -> dt.datetime:
@@ -37,27 +51,37 @@ def local(text: str, tz_name: str) -> dt.datetime:
 def add_event(
     conn: sqlite3.Connection,
     moment: dt.datetime | str,
-    user_id: int,
+    user_id: int | str,
     session: str = "s1",
     page: str = "/home",
     action: str = "page_view",
+    role: str | None = None,
 ) -> None:
-    """Insert one raw event; a datetime is stored with microseconds, text is stored as given."""
+    """Insert one raw event; a datetime is stored with microseconds, text is stored as given.
+
+    ``session`` '' means the host gave no session key; ``role`` None takes the user's registered role.
+    """
     timestamp = moment if isinstance(moment, str) else to_db_timestamp(moment)
     conn.execute(
         """
-        INSERT INTO user_activity_log (session_id, user_id, timestamp, page_url, action_type)
-        VALUES (?, ?, ?, ?, ?)
+        INSERT INTO user_activity_log (session_id, user_id, role, timestamp, page_url, action_type)
+        VALUES (?, ?, ?, ?, ?, ?)
         """,
-        (session, user_id, timestamp, page, action),
+        (session, user_id, registered_role(conn, user_id) if role is None else role, timestamp, page, action),
     )
 
 
 def processor(
-    conn: sqlite3.Connection, tz_name: str = "UTC", idle_minutes: int = 5, now: dt.datetime = LATER
+    conn: sqlite3.Connection,
+    tz_name: str = "UTC",
+    idle_minutes: int = 5,
+    now: dt.datetime = LATER,
+    session_idle_minutes: int = 30,
 ) -> DailySummaryProcessor:
     """Return a processor on the connection with a fixed clock."""
-    return DailySummaryProcessor(conn, tz_name, idle_minutes, clock=lambda: now)
+    return DailySummaryProcessor(
+        conn, tz_name, idle_minutes, clock=lambda: now, session_idle_minutes=session_idle_minutes
+    )
 
 
 def summary(conn: sqlite3.Connection, day: dt.date | str) -> dict[str, Any] | None:

@@ -16,14 +16,16 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from activity_monitor import now, today
 from activity_monitor.daily_summaries import DailySummaryProcessor
 from activity_monitor.db import connect
-from activity_monitor.timeutil import local_today, to_db_timestamp
+from activity_monitor.timeutil import to_db_timestamp
 from app import create_app
+from conftest import PASSWORD, TestClock
+from demo_host import db as host_db
 from demo_host.auth import create_user
 from demo_host.demo_data import seed_demo
 
-PASSWORD = "correct horse battery"
 ARTIFACTS = Path(__file__).parent / "artifacts"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -63,18 +65,27 @@ class LiveServer:
     users: dict[str, int] = field(default_factory=dict)
 
 
+def create_users(app: Flask, roles: tuple[str, ...]) -> dict[str, int]:
+    """Create a user who can log in for each role (username = role); return their ids."""
+    conn = host_db.connect(app.config["DATABASE"])
+    try:
+        return {role: create_user(conn, role, PASSWORD, role) for role in roles}
+    finally:
+        conn.close()
+
+
 def seed_activity(app: Flask, yesterday: dt.date) -> dict[str, int]:
     """Seed demo activity, a request for a page path full of markup, and users who can log in;
     summarize every day. Returns the ids of the users by role."""
-    conn = connect(app.config["DATABASE"])
+    seed_demo(app, days=SEEDED_DAYS, users=30, seed=11, end_day=yesterday, tz_name="UTC")
+    users = create_users(app, ("admin", "viewer"))
+    noon = dt.datetime.combine(yesterday, dt.time(12), tzinfo=dt.UTC)
+    conn = connect(app.config["ACTIVITY_DATABASE"])
     try:
-        seed_demo(conn, days=SEEDED_DAYS, users=30, seed=11, end_day=yesterday, tz_name="UTC")
-        users = {role: create_user(conn, role, PASSWORD, role) for role in ("admin", "viewer")}
-        noon = dt.datetime.combine(yesterday, dt.time(12), tzinfo=dt.UTC)
         conn.executemany(
             """
-            INSERT INTO user_activity_log (session_id, user_id, timestamp, page_url, action_type)
-            VALUES (?, ?, ?, ?, 'page_view')
+            INSERT INTO user_activity_log (session_id, user_id, role, timestamp, page_url, action_type)
+            VALUES (?, ?, 'admin', ?, ?, 'page_view')
             """,
             [
                 ("markup", users["admin"], to_db_timestamp(noon + dt.timedelta(minutes=i)), MARKUP_PAGE)
@@ -83,7 +94,7 @@ def seed_activity(app: Flask, yesterday: dt.date) -> dict[str, int]:
         )
     finally:
         conn.close()
-    with DailySummaryProcessor.from_app(app) as processor:
+    with DailySummaryProcessor.from_app(app, clock=lambda: now(app)) as processor:
         processor.process_missing_days()
     return users
 
@@ -103,11 +114,13 @@ def serving(app: Flask) -> Iterator[str]:
 
 
 def build_app(folder: Path) -> Flask:
-    """Create an app on its own database file, without background jobs or a tight rate limit."""
+    """Create an app on its own database file and a clock standing still (conftest's default
+    instant), without background jobs or a tight rate limit."""
     return create_app(
         {
             "DATABASE": str(folder / "activity.sqlite3"),
             "SECRET_KEY": "browser-test-secret",
+            "ACTIVITY_CLOCK": TestClock(),
             "ACTIVITY_BACKGROUND_TASKS": False,
             "ACTIVITY_RATE_LIMIT": "10000 per minute",
         }
@@ -118,7 +131,7 @@ def build_app(folder: Path) -> Flask:
 def live_server_fixture(tmp_path_factory) -> Iterator[LiveServer]:
     """Serve an app with a year of summarized demo activity."""
     app = build_app(tmp_path_factory.mktemp("live"))
-    yesterday = local_today(app.config["ACTIVITY_TIMEZONE"]) - dt.timedelta(days=1)
+    yesterday = today(app) - dt.timedelta(days=1)
     users = seed_activity(app, yesterday)
     with serving(app) as url:
         yield LiveServer(url, app, yesterday, users)
@@ -128,12 +141,8 @@ def live_server_fixture(tmp_path_factory) -> Iterator[LiveServer]:
 def empty_server_fixture(tmp_path_factory) -> Iterator[LiveServer]:
     """Serve a fresh installation: an admin and no activity summaries at all."""
     app = build_app(tmp_path_factory.mktemp("empty"))
-    conn = connect(app.config["DATABASE"])
-    try:
-        users = {"admin": create_user(conn, "admin", PASSWORD, "admin")}
-    finally:
-        conn.close()
-    yesterday = local_today(app.config["ACTIVITY_TIMEZONE"]) - dt.timedelta(days=1)
+    users = create_users(app, ("admin",))
+    yesterday = today(app) - dt.timedelta(days=1)
     with serving(app) as url:
         yield LiveServer(url, app, yesterday, users)
 

@@ -33,7 +33,7 @@ def insert_summary(
             str(day),
             *(row[c] for c in METRIC_COLUMNS),
             json.dumps(top_pages or []),
-            json.dumps(roles or {"admin": 0, "manager": 0, "driver": 0, "viewer": 0}),
+            json.dumps(roles or {}),
             int(partial),
         ),
     )

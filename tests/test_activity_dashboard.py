@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask import Flask
 
+from activity_monitor import ActivityMonitor, Identity
 from activity_monitor.activity_trends_service import METRICS, preset_ranges
+from activity_monitor.db import connect
 from activity_monitor.security_headers import CONTENT_SECURITY_POLICY
-from activity_monitor.timeutil import local_today
 from browser_support import (  # noqa: F401  (the fixtures register by being imported)
     MARKUP_PAGE,
     LiveServer,
@@ -24,11 +26,15 @@ from browser_support import (  # noqa: F401  (the fixtures register by being imp
     live_server_fixture,
     log_in,
     screenshot,
+    serving,
     watched_fixture,
 )
+from summary_rows import insert_series
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "activity_monitor"
 PAGE = "/admin/activity"
+PAGE_STATIC = "/admin/activity/static/"
 
 
 # --- the page without a browser --------------------------------------------------------------
@@ -47,9 +53,9 @@ def test_page_has_no_inline_script_or_style(client, auth):
     auth.login("admin")
     html = client.get(PAGE).get_data(as_text=True)
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, flags=re.S)
-    assert scripts, "the page loads its code from /static/"
+    assert scripts, "the page loads its code from its static files"
     for attributes, body in scripts:
-        assert 'src="/static/' in attributes
+        assert f'src="{PAGE_STATIC}' in attributes
         assert body.strip() == ""
     assert "<style" not in html
     assert not re.search(r"\sstyle=", html)
@@ -76,11 +82,18 @@ def test_nav_links_admins_to_the_page(client, auth):
     assert 'href="/admin/activity"' in client.get("/").get_data(as_text=True)
 
 
-def test_page_offers_the_preset_ranges_of_the_service(app, client, auth):
+@pytest.mark.parametrize(
+    "moment",
+    [
+        pytest.param(dt.datetime(2026, 5, 20, 12, 0, tzinfo=dt.UTC), id="mid-month"),
+        pytest.param(dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC), id="first-of-month-after-30-days"),
+    ],
+)
+def test_page_offers_the_preset_ranges_of_the_service(clock, moment, client, auth):
+    clock.set(moment)
     auth.login("admin")
     html = client.get(PAGE).get_data(as_text=True)
-    today = local_today(app.config["ACTIVITY_TIMEZONE"])
-    for name, (start, end) in preset_ranges(today).items():
+    for name, (start, end) in preset_ranges(clock.today()).items():
         assert re.search(
             rf'value="{name}"\s+data-start="{start}" data-end="{end}"', html
         ), f"{name} should be offered as {start} to {end}"
@@ -95,11 +108,11 @@ def test_every_metric_has_a_labelled_toggle(client, auth):
 
 
 def test_chart_library_is_served_locally_with_its_license(client):
-    script = client.get("/static/vendor/chartjs/chart.umd.min.js")
+    script = client.get(f"{PAGE_STATIC}vendor/chartjs/chart.umd.min.js")
     assert script.status_code == 200
     assert b"Chart.js v4." in script.data[:200]
-    assert b"MIT" in client.get("/static/vendor/chartjs/LICENSE.md").data
-    readme = (ROOT / "static/vendor/README.md").read_text()
+    assert b"MIT" in client.get(f"{PAGE_STATIC}vendor/chartjs/LICENSE.md").data
+    readme = (PACKAGE / "static/vendor/README.md").read_text()
     assert "npm" in readme and "MIT" in readme and re.search(r"\b4\.\d+\.\d+\b", readme)
 
 
@@ -110,13 +123,81 @@ def test_page_loads_nothing_from_other_sites(client, auth):
     assert "cdn" not in html.lower()
 
 
-def test_template_and_script_never_insert_html():
-    template = (ROOT / "templates/activity_monitor.html").read_text()
-    script = (ROOT / "static/activity_monitor.js").read_text()
+@pytest.mark.parametrize("template_name", ["page.html", "base.html"])
+def test_templates_never_insert_unescaped_html(template_name):
+    template = (PACKAGE / "templates/activity_monitor" / template_name).read_text()
     assert "|safe" not in template.replace(" ", "") and "Markup" not in template
     assert "autoescape false" not in template
+
+
+def test_script_never_inserts_html():
+    script = (PACKAGE / "static/activity_monitor.js").read_text()
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
         assert sink not in script, f"{sink} would parse server data as HTML or code"
+
+
+# --- the page on a bare Flask app, in the extension's own layout ---------------------------------
+
+
+@pytest.fixture
+def make_bare_app(tmp_path, clock):
+    """Return a factory of bare Flask apps with only the monitor, whose every visitor is admin 1."""
+
+    def build(**config: Any) -> Flask:
+        app = Flask(__name__)
+        app.config.update(
+            SECRET_KEY="bare-secret",
+            TESTING=True,
+            ACTIVITY_DATABASE=str(tmp_path / "bare.sqlite3"),
+            ACTIVITY_CLOCK=clock,
+            **config,
+        )
+        ActivityMonitor(app, identity_loader=lambda: Identity(1, "admin"))
+        return app
+
+    return build
+
+
+def page_assets(html: str) -> list[str]:
+    """Return the URLs of the page's scripts and stylesheets."""
+    return re.findall(r'<script\b[^>]*\bsrc="([^"]+)"', html) + re.findall(
+        r'<link\b[^>]*\brel="stylesheet"[^>]*\bhref="([^"]+)"', html
+    )
+
+
+def test_page_renders_in_the_extensions_own_layout_in_a_bare_app(make_bare_app):
+    response = make_bare_app().test_client().get(PAGE)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert '<body class="am-standalone">' in html
+    assert "<title>Activity monitor</title>" in html
+    assert 'id="activity-monitor"' in html
+
+
+def test_page_assets_come_from_the_blueprints_static_url_and_load(make_bare_app):
+    client = make_bare_app().test_client()
+    assets = page_assets(client.get(PAGE).get_data(as_text=True))
+    assert len(assets) == 3, "the stylesheet, the chart library and the page's script"
+    for url in assets:
+        assert url.startswith(PAGE_STATIC), url
+        answer = client.get(url)
+        assert answer.status_code == 200, url
+        assert answer.mimetype in {"text/css", "text/javascript", "application/javascript"}, url
+
+
+def test_page_assets_follow_a_moved_page(make_bare_app):
+    client = make_bare_app(ACTIVITY_PAGE_PATH="/ops/usage").test_client()
+    assets = page_assets(client.get("/ops/usage").get_data(as_text=True))
+    assert assets and all(url.startswith("/ops/usage/static/") for url in assets)
+    assert all(client.get(url).status_code == 200 for url in assets)
+
+
+def test_page_points_its_script_at_the_configured_api_prefix(make_bare_app):
+    client = make_bare_app(ACTIVITY_API_PREFIX="/internal/usage-api").test_client()
+    html = client.get(PAGE).get_data(as_text=True)
+    [api] = re.findall(r'data-api="([^"]*)"', html)
+    assert api == "/internal/usage-api"
+    assert client.get(f"{api}/health").status_code == 200
 
 
 # --- the page in a real browser ------------------------------------------------------------
@@ -293,7 +374,7 @@ def test_empty_state_says_how_to_get_data(browser, empty_server):
         page = context.new_page()
         page.goto(f"{empty_server.url}{PAGE}")
         page.wait_for_selector('#activity-monitor[data-state="empty"]')
-        assert "flask --app app activity backfill" in page.inner_text("#am-empty")
+        assert "flask activity backfill" in page.inner_text("#am-empty")
         assert page.locator("#am-charts canvas").count() == 0
         assert not page.is_visible("#am-results") and not page.is_visible("#am-pages")
         assert page.get_attribute("#am-export-csv", "aria-disabled") == "true"

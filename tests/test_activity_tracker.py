@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from activity_monitor.db import connect
 from conftest import AuthActions
+from demo_host.auth import SESSION_KEY
 
 
 def events(conn):
@@ -15,6 +16,7 @@ def test_a_page_view_is_recorded_with_its_details(client, auth, db_conn):
     client.get("/routes?sort=name", headers={"User-Agent": "pytest-agent"})
     login, event = events(db_conn)
     assert login["page_url"] == "/api/auth/login"
+    assert login["action_type"] == "api_call"
     assert event["page_url"] == "/routes"
     assert event["action_type"] == "page_view"
     assert event["status_code"] == 200
@@ -25,13 +27,52 @@ def test_a_page_view_is_recorded_with_its_details(client, auth, db_conn):
     assert len(event["timestamp"]) == 26 and event["timestamp"][10] == " "
 
 
-def test_the_session_id_is_the_stored_session_and_last_activity_moves(client, auth, db_conn):
+def host_session_key(client) -> str:
+    """Return the session key the demo host keeps in the login's session."""
+    with client.session_transaction() as session:
+        return session[SESSION_KEY]
+
+
+def test_the_event_carries_the_role_the_host_gives(client, auth, db_conn) -> None:
     auth.login("driver")
-    db_conn.execute("UPDATE sessions SET last_activity = '2000-01-01 00:00:00'")
     client.get("/devices")
-    session = db_conn.execute("SELECT id, last_activity FROM sessions").fetchone()
-    assert events(db_conn)[-1]["session_id"] == session["id"]
-    assert session["last_activity"] > "2026"
+    assert [e["role"] for e in events(db_conn)] == ["driver", "driver"]
+
+
+def test_a_role_changed_by_the_host_shows_on_the_next_event(app, client, auth, db_conn) -> None:
+    auth.login("manager")
+    db_conn.execute("UPDATE users SET role = 'viewer' WHERE id = ?", (auth.user_ids["manager"],))
+    client.get("/devices")
+    assert [e["role"] for e in events(db_conn)] == ["manager", "viewer"]
+
+
+def test_the_session_id_is_the_hosts_session_key(client, auth, db_conn) -> None:
+    auth.login("driver")
+    client.get("/devices")
+    client.get("/routes")
+    key = host_session_key(client)
+    assert key
+    assert {e["session_id"] for e in events(db_conn)} == {key}
+
+
+def test_a_new_login_is_a_new_session(client, auth, db_conn) -> None:
+    auth.login("driver")
+    first = host_session_key(client)
+    auth.login("driver")
+    client.get("/devices")
+    second = host_session_key(client)
+    assert first != second
+    assert [e["session_id"] for e in events(db_conn)] == [first, second, second]
+
+
+def test_events_carry_the_apps_clock(client, auth, db_conn, clock) -> None:
+    auth.login("driver")
+    clock.advance(minutes=7, microseconds=250)
+    client.get("/devices")
+    assert [e["timestamp"] for e in events(db_conn)] == [
+        "2026-05-20 12:00:00.000000",
+        "2026-05-20 12:07:00.000250",
+    ]
 
 
 def test_an_api_call_is_recorded_as_api_call(client, auth, db_conn):
@@ -57,12 +98,12 @@ def test_error_statuses_are_recorded(client, auth, db_conn):
     ]
 
 
-def test_token_requests_share_a_stable_session_id(client, auth, db_conn):
+def test_token_requests_share_a_stable_session_id(client, auth, db_conn) -> None:
     token = auth.token("admin")
     for _ in range(2):
-        client.get("/api/devices", headers={"Authorization": f"Bearer {token}"})
-    token_id = db_conn.execute("SELECT id FROM api_tokens").fetchone()[0]
-    assert {e["session_id"] for e in events(db_conn)} == {f"token-{token_id}"}
+        client.get("/api/admin/activity/cache/stats", headers={"Authorization": f"Bearer {token}"})
+    token_id = db_conn.execute("SELECT id FROM activity_api_tokens").fetchone()[0]
+    assert [(e["session_id"], e["role"]) for e in events(db_conn)] == [(f"token-{token_id}", "admin")] * 2
 
 
 def test_anonymous_requests_are_not_recorded(client, db_conn):
@@ -101,3 +142,14 @@ def test_tracking_can_be_switched_off(make_app):
     AuthActions(app, client).login("driver")
     client.get("/devices")
     assert events(connect(app.config["DATABASE"])) == []
+
+
+def test_the_health_probe_at_a_moved_prefix_is_not_recorded(make_app):
+    app = make_app(ACTIVITY_API_PREFIX="/ops/usage-api", ACTIVITY_HEALTHZ_PATH="/ops/alive")
+    client = app.test_client()
+    AuthActions(app, client).login("admin")
+    assert client.get("/ops/usage-api/health").status_code == 200
+    assert client.get("/ops/alive").status_code == 200
+    client.get("/ops/usage-api/cache/stats")
+    pages = [e["page_url"] for e in events(connect(app.config["DATABASE"]))]
+    assert pages == ["/api/auth/login", "/ops/usage-api/cache/stats"]

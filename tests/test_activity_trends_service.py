@@ -230,15 +230,28 @@ def test_breakdown_adds_up_top_pages_and_roles(service, db_conn):
         db_conn,
         D(2026, 1, 1),
         top_pages=[{"page": "/a", "count": 3}, {"page": "/b", "count": 2}],
-        roles={"admin": 1, "manager": 2, "driver": 4, "viewer": 0},
+        roles={"admin": 1, "driver": 4, "manager": 2},
     )
     insert_summary(
         db_conn,
         D(2026, 1, 2),
         top_pages=[{"page": "/b", "count": 5}],
-        roles={"admin": 1, "manager": 0, "driver": 6, "viewer": 1},
+        roles={"admin": 1, "driver": 6, "viewer": 1},
     )
     data = service.breakdown(D(2026, 1, 1), D(2026, 1, 2))
     assert data["top_pages"] == [{"page": "/b", "count": 7}, {"page": "/a", "count": 3}]
     assert data["users_by_role"]["driver"] == {"average_daily": 5.0, "max_daily": 6}
     assert data["summarized_days"] == 2
+
+
+def test_breakdown_lists_the_roles_seen_in_the_range_by_name_a_missing_day_counting_zero(service, db_conn):
+    insert_summary(db_conn, D(2026, 1, 1), roles={"viewer": 2, "unknown": 1})
+    insert_summary(db_conn, D(2026, 1, 2), roles={"fleet-owner": 3})
+    insert_summary(db_conn, D(2026, 1, 5), roles={"auditor": 9})  # outside the range
+    data = service.breakdown(D(2026, 1, 1), D(2026, 1, 4))
+    assert data["users_by_role"] == {
+        "fleet-owner": {"average_daily": 0.75, "max_daily": 3},
+        "unknown": {"average_daily": 0.25, "max_daily": 1},
+        "viewer": {"average_daily": 0.5, "max_daily": 2},
+    }
+    assert list(data["users_by_role"]) == ["fleet-owner", "unknown", "viewer"]

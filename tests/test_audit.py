@@ -1,34 +1,170 @@
-"""Audit rows: which client address they record."""
+"""Audit rows in activity_audit_log: the client address they record, the audit_recorded signal,
+and that a failed audit write never fails the admin's request."""
 
 from __future__ import annotations
 
+import json
+import logging
+
+import pytest
+
+from activity_monitor import audit_recorded, db
 from activity_monitor.db import connect
 from conftest import AuthActions
 
+PREFIX = "/api/admin/activity"
 
-def audited_ips(app) -> list[str]:
+
+def audit_rows(app, action: str | None = None) -> list[dict]:
     conn = connect(app.config["DATABASE"])
     try:
-        rows = conn.execute("SELECT ip_address FROM audit_log WHERE action = 'CLEAR_ACTIVITY_CACHE'")
-        return [row[0] for row in rows]
+        rows = conn.execute(
+            "SELECT * FROM activity_audit_log WHERE ? IS NULL OR action = ? ORDER BY id", (action, action)
+        )
+        return [dict(row) for row in rows]
     finally:
         conn.close()
 
 
+def admin_headers(app) -> dict[str, str]:
+    return {"Authorization": f"Bearer {AuthActions(app, app.test_client()).token('admin')}"}
+
+
 def clear_cache_from(app, forwarded_for: str) -> None:
-    client = app.test_client()
-    token = AuthActions(app, client).token("admin")
-    headers = {"Authorization": f"Bearer {token}", "X-Forwarded-For": forwarded_for}
-    assert client.post("/api/admin/activity/cache/clear", headers=headers).status_code == 200
+    headers = {**admin_headers(app), "X-Forwarded-For": forwarded_for}
+    assert app.test_client().post(f"{PREFIX}/cache/clear", headers=headers).status_code == 200
 
 
-def test_forwarded_addresses_are_ignored_without_trusted_proxies(make_app):
+# --- client address --------------------------------------------------------------------------
+
+
+def test_forwarded_addresses_are_ignored_without_trusted_proxies(make_app) -> None:
     app = make_app()
     clear_cache_from(app, "203.0.113.9")
-    assert audited_ips(app) == ["127.0.0.1"]
+    assert [row["ip_address"] for row in audit_rows(app, "CLEAR_ACTIVITY_CACHE")] == ["127.0.0.1"]
 
 
-def test_the_forwarded_address_is_recorded_behind_a_trusted_proxy(make_app):
+def test_the_forwarded_address_is_recorded_behind_a_trusted_proxy(make_app) -> None:
     app = make_app(ACTIVITY_TRUSTED_PROXIES=1)
     clear_cache_from(app, "203.0.113.9")
-    assert audited_ips(app) == ["203.0.113.9"]
+    assert [row["ip_address"] for row in audit_rows(app, "CLEAR_ACTIVITY_CACHE")] == ["203.0.113.9"]
+
+
+def test_audit_rows_carry_the_apps_clock(app, clock) -> None:
+    clock.advance(hours=3)
+    clear_cache_from(app, "203.0.113.9")
+    (row,) = audit_rows(app, "CLEAR_ACTIVITY_CACHE")
+    assert row["created_at"] == "2026-05-20 15:00:00.000000"
+
+
+# --- the audit_recorded signal -----------------------------------------------------------------
+
+
+def test_the_signal_delivers_each_row_as_written(app) -> None:
+    headers = admin_headers(app)
+    received: list[dict] = []
+
+    def copy(sender, **row) -> None:
+        received.append({"sender": sender, **row})
+
+    client = app.test_client()
+    with audit_recorded.connected_to(copy, sender=app):
+        client.get(f"{PREFIX}/trends?start_date=2026-05-10&end_date=2026-05-19", headers=headers)
+        client.post(f"{PREFIX}/cache/clear", headers=headers)
+    stored = audit_rows(app)
+    assert [r["action"] for r in received] == ["VIEW_ACTIVITY_TRENDS", "CLEAR_ACTIVITY_CACHE"]
+    assert all(r["sender"] is app for r in received)
+    for sent, row in zip(received, stored, strict=True):
+        assert sent["id"] == row["id"]
+        assert sent["user_id"] == row["user_id"]
+        assert sent["ip_address"] == row["ip_address"]
+        assert sent["created_at"] == row["created_at"]
+        assert sent["details"] == json.loads(row["details"])
+
+
+def test_the_signal_of_another_app_is_not_delivered(app, make_app) -> None:
+    other = make_app()
+    received: list[str] = []
+    with audit_recorded.connected_to(lambda sender, **row: received.append(row["action"]), sender=other):
+        clear_cache_from(app, "203.0.113.9")
+    assert received == []
+
+
+def test_a_failing_receiver_fails_neither_the_request_nor_the_receivers_after_it(
+    app, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = admin_headers(app)
+    received: list[str] = []
+
+    def broken(sender, **row) -> None:
+        raise RuntimeError("the host's copy failed")
+
+    def copy(sender, **row) -> None:
+        received.append(row["action"])
+
+    with audit_recorded.connected_to(broken, sender=app), audit_recorded.connected_to(copy, sender=app):
+        response = app.test_client().post(f"{PREFIX}/cache/clear", headers=headers)
+    assert response.status_code == 200
+    assert received == ["CLEAR_ACTIVITY_CACHE"]
+    assert [row["action"] for row in audit_rows(app)] == ["CLEAR_ACTIVITY_CACHE"]
+    assert "the host's copy failed" in caplog.text
+
+
+# --- a failed audit write -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def unwritable_audit_log(app) -> None:
+    """Make every audit write fail, as a full disk or a broken file would."""
+    conn = connect(app.config["DATABASE"])
+    try:
+        conn.execute("DROP TABLE activity_audit_log")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    ("path", "action"),
+    [
+        ("trends?start_date=2026-05-10&end_date=2026-05-19", "VIEW_ACTIVITY_TRENDS"),
+        ("export?start_date=2026-05-10&end_date=2026-05-19&format=json", "EXPORT_ACTIVITY_DATA"),
+        ("export?start_date=2026-05-10&end_date=2026-05-19", "EXPORT_ACTIVITY_DATA"),
+    ],
+)
+def test_a_failed_audit_write_never_fails_the_request_and_the_row_is_logged(
+    app, unwritable_audit_log, caplog: pytest.LogCaptureFixture, path: str, action: str
+) -> None:
+    headers = admin_headers(app)
+    with caplog.at_level(logging.ERROR):
+        response = app.test_client().get(f"{PREFIX}/{path}", headers=headers)
+        body = response.get_data()
+    assert response.status_code == 200, body[:300]
+    failures = [r for r in caplog.records if "Could not write the audit row" in r.getMessage()]
+    assert len(failures) == 1
+    message = failures[0].getMessage()
+    assert action in message and "2026-05-10" in message and "'user_id': 1" in message
+    assert "no such table: activity_audit_log" in caplog.text
+
+
+def test_a_failed_audit_write_never_fails_a_forbidden_answer(app, unwritable_audit_log) -> None:
+    client = app.test_client()
+    AuthActions(app, client).login("viewer")
+    response = client.get(f"{PREFIX}/trends")
+    assert response.status_code == 403
+    assert response.get_json()["code"] == "forbidden"
+
+
+def test_audit_writes_work_again_once_the_table_is_back(app, unwritable_audit_log) -> None:
+    headers = admin_headers(app)
+    client = app.test_client()
+    assert client.post(f"{PREFIX}/cache/clear", headers=headers).status_code == 200
+    schema = (db.MIGRATIONS_DIR / "005_extension_schema.sql").read_text()
+    conn = connect(app.config["DATABASE"])
+    try:
+        for statement in db.split_statements(schema):
+            if "activity_audit_log" in statement:
+                conn.execute(statement)
+    finally:
+        conn.close()
+    assert client.post(f"{PREFIX}/cache/clear", headers=headers).status_code == 200
+    assert [row["action"] for row in audit_rows(app)] == ["CLEAR_ACTIVITY_CACHE"]

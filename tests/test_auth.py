@@ -1,13 +1,20 @@
-"""Login, logout, sessions, lockout, roles and CSRF."""
+"""The demo host's login: Flask-Login sessions, logout, lifetime, roles, CSRF on its forms, CLI.
+
+The login defences (throttling, enumeration, ``next``, bad text) are in
+test_demo_host_login_defences.py.
+"""
 
 from __future__ import annotations
 
-import hashlib
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from flask import Flask
+from flask.sessions import SecureCookieSessionInterface
 
 from activity_monitor.db import connect
-from conftest import PASSWORD, ROLES
+from conftest import PASSWORD, ROLES, AuthActions
+from demo_host.auth import LOGGED_IN_AT, SESSION_KEY
 
 
 def session_cookie(client, app) -> str | None:
@@ -15,15 +22,22 @@ def session_cookie(client, app) -> str | None:
     return cookie.value if cookie else None
 
 
-def test_login_page_renders(client):
+def form_login(client, auth, username: str, password: str = PASSWORD, **fields: str):
+    """Log in through the HTML form, with the CSRF token of the login page."""
+    data = {"username": username, "password": password, "csrf_token": auth.host_csrf_token(), **fields}
+    return client.post("/login", data=data)
+
+
+def test_login_page_renders_a_form_with_a_csrf_token(client):
     response = client.get("/login")
     assert response.status_code == 200
-    assert b'name="password"' in response.data
+    html = response.get_data(as_text=True)
+    assert 'name="password"' in html and 'name="csrf_token"' in html
 
 
 def test_form_login_sets_an_httponly_samesite_cookie_and_redirects(client, auth, app):
     auth.ensure_user("manager")
-    response = client.post("/login", data={"username": "manager", "password": PASSWORD})
+    response = form_login(client, auth, "manager")
     assert response.status_code == 302
     header = response.headers["Set-Cookie"]
     assert "HttpOnly" in header and "SameSite=Lax" in header and "Secure" not in header
@@ -32,19 +46,25 @@ def test_form_login_sets_an_httponly_samesite_cookie_and_redirects(client, auth,
 
 def test_secure_cookie_when_configured(make_app):
     app = make_app(SESSION_COOKIE_SECURE=True)
-    client = app.test_client()
-    from conftest import AuthActions
-
-    header = AuthActions(app, client).login("viewer").headers["Set-Cookie"]
+    header = AuthActions(app, app.test_client()).login("viewer").headers["Set-Cookie"]
     assert "Secure" in header
 
 
-def test_json_login_returns_the_user_and_a_cookie(client, auth, app):
+def test_json_login_returns_the_user_a_cookie_and_a_csrf_token_for_the_forms(client, auth, app):
     response = auth.login("driver")
     assert response.status_code == 200
     body = response.get_json()
     assert body["success"] is True and body["user"]["role"] == "driver"
     assert session_cookie(client, app)
+    logout = client.post("/logout", data={"csrf_token": body["csrf_token"]})
+    assert logout.status_code == 302
+
+
+def test_json_login_needs_a_json_body(client, auth):
+    auth.ensure_user("viewer")
+    response = client.post("/api/auth/login", data={"username": "viewer", "password": PASSWORD})
+    assert response.status_code == 415
+    assert response.get_json()["error"] == "Send the credentials as application/json."
 
 
 def test_wrong_password_is_a_401_json_error(client, auth):
@@ -58,107 +78,116 @@ def test_wrong_password_is_a_401_json_error(client, auth):
     }
 
 
-def test_malformed_json_login_is_a_400(client):
-    response = client.post("/api/auth/login", data="not json", content_type="application/json")
+@pytest.mark.parametrize(
+    "body", ["not json", "[]", '{"username": "viewer"}', '{"username": 1, "password": "x"}']
+)
+def test_malformed_json_login_is_a_400(client, body):
+    response = client.post("/api/auth/login", data=body, content_type="application/json")
     assert response.status_code == 400
     assert response.get_json()["code"] == "invalid_request"
 
 
-def test_unknown_user_gets_the_same_message_as_a_wrong_password(client):
-    response = client.post("/api/auth/login", json={"username": "ghost", "password": "x"})
-    assert response.status_code == 401
-    assert response.get_json()["error"] == "Wrong username or password."
+def signed_login_cookie(secret_key: str, user_id: int, logged_in_at: str) -> str:
+    """Return a session cookie that claims a login, signed with the given key."""
+    signer = Flask("signer")
+    signer.secret_key = secret_key
+    serializer = SecureCookieSessionInterface().get_signing_serializer(signer)
+    claims = {"_user_id": str(user_id), "_fresh": True, SESSION_KEY: "x", LOGGED_IN_AT: logged_in_at}
+    return serializer.dumps(claims)
 
 
-def test_only_the_hash_of_the_session_token_is_stored(client, auth, app, db_conn):
+@pytest.mark.parametrize("key, status", [("not-the-app-secret", 302), ("test-secret", 200)])
+def test_only_a_session_cookie_signed_with_the_app_secret_logs_in(client, auth, app, clock, key, status):
+    user_id = auth.ensure_user("admin")
+    cookie = signed_login_cookie(key, user_id, clock().isoformat())
+    client.set_cookie(app.config["SESSION_COOKIE_NAME"], cookie)
+    assert client.get("/users").status_code == status
+
+
+def test_every_login_starts_a_new_monitor_session(client, auth, db_conn):
     auth.login("viewer")
-    token = session_cookie(client, app)
-    ids = [r[0] for r in db_conn.execute("SELECT id FROM sessions")]
-    assert ids == [hashlib.sha256(token.encode()).hexdigest()]
-
-
-def test_every_login_issues_a_new_session_id(client, auth, app, db_conn):
+    client.get("/devices")
     auth.login("viewer")
-    first = session_cookie(client, app)
+    client.get("/devices")
+    keys = [row[0] for row in db_conn.execute("SELECT session_id FROM user_activity_log ORDER BY id")]
+    assert len(keys) >= 2 and len(set(keys)) == 2 and "" not in keys
+
+
+def test_a_planted_session_is_not_adopted_by_the_login(client, auth):
+    with client.session_transaction() as planted:
+        planted[SESSION_KEY] = "attacker-chosen"
+        planted["planted"] = True
     auth.login("viewer")
-    second = session_cookie(client, app)
-    assert first != second
-    # The session the request carried is closed, so a planted id cannot be reused.
-    assert db_conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
+    with client.session_transaction() as session:
+        assert session[SESSION_KEY] != "attacker-chosen"
+        assert "planted" not in session
 
 
-def test_a_planted_session_cookie_is_not_adopted(client, auth, app):
-    client.set_cookie(app.config["SESSION_COOKIE_NAME"], "attacker-chosen")
+def test_logout_ends_the_login(client, auth):
     auth.login("viewer")
-    assert session_cookie(client, app) != "attacker-chosen"
-
-
-def test_logout_closes_the_session(client, auth, db_conn):
-    auth.login("viewer")
-    token = auth.csrf_token()
-    response = client.post("/logout", data={"csrf_token": token})
+    response = client.post("/logout", data={"csrf_token": auth.host_csrf_token()})
     assert response.status_code == 302
-    assert db_conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 0
+    assert urlsplit(response.headers["Location"]).path == "/login"
     assert client.get("/devices").status_code == 302
 
 
-def test_logout_without_csrf_token_is_refused(client, auth, db_conn):
+def test_logout_answers_json_when_asked(client, auth):
     auth.login("viewer")
-    assert client.post("/logout").status_code == 403
-    assert db_conn.execute("SELECT COUNT(*) FROM sessions").fetchone()[0] == 1
-
-
-def test_expired_session_is_anonymous(client, auth, db_conn):
-    auth.login("viewer")
-    db_conn.execute("UPDATE sessions SET expires_at = '2000-01-01 00:00:00'")
+    response = client.post(
+        "/logout", headers={"X-CSRFToken": auth.host_csrf_token(), "Accept": "application/json"}
+    )
+    assert response.get_json() == {"success": True}
     assert client.get("/api/devices").status_code == 401
 
 
-def test_five_failed_logins_lock_the_account_for_fifteen_minutes(client, auth, db_conn):
-    auth.ensure_user("driver")
-    for _ in range(5):
-        client.post("/api/auth/login", json={"username": "driver", "password": "wrong"})
-    response = client.post("/api/auth/login", json={"username": "driver", "password": PASSWORD})
-    assert response.status_code == 401
-    assert "locked" in response.get_json()["error"]
-    locked_until = db_conn.execute("SELECT locked_until FROM users WHERE username = 'driver'").fetchone()[0]
-    assert locked_until is not None
-    db_conn.execute("UPDATE users SET locked_until = '2000-01-01 00:00:00'")
-    assert auth.login("driver").status_code == 200
+def test_login_lasts_the_session_lifetime_by_the_app_clock(client, auth, clock, app):
+    auth.login("viewer")
+    clock.advance(hours=app.config["SESSION_LIFETIME_HOURS"], seconds=-1)
+    assert client.get("/api/devices").status_code == 200
+    clock.advance(seconds=1)
+    assert client.get("/api/devices").status_code == 401
 
 
-def test_successful_login_resets_the_failure_count(client, auth, db_conn):
+def test_successful_login_resets_the_failure_count(client, auth, app):
     auth.ensure_user("driver")
-    for _ in range(4):
-        client.post("/api/auth/login", json={"username": "driver", "password": "wrong"})
-    assert auth.login("driver").status_code == 200
-    assert db_conn.execute("SELECT failed_login_attempts FROM users").fetchone()[0] == 0
+    almost = app.config["LOGIN_MAX_FAILED_ATTEMPTS"] - 1
+    for _ in range(2):
+        for _ in range(almost):
+            wrong = client.post("/api/auth/login", json={"username": "driver", "password": "wrong"})
+            assert wrong.status_code == 401
+        assert auth.login("driver").status_code == 200
 
 
 def test_inactive_user_cannot_log_in(client, auth):
     auth.ensure_user("viewer", is_active=0)
     response = client.post("/api/auth/login", json={"username": "viewer", "password": PASSWORD})
     assert response.status_code == 401
+    assert response.get_json()["error"] == "This account is disabled."
 
 
-def test_deactivating_a_user_ends_their_sessions(client, auth, db_conn):
+def test_deactivating_a_user_ends_their_login(client, auth, app):
     auth.login("viewer")
-    db_conn.execute("UPDATE users SET is_active = 0")
+    assert client.get("/api/devices").status_code == 200
+    conn = connect(app.config["DATABASE"])
+    conn.execute("UPDATE users SET is_active = 0 WHERE username = 'viewer'")
+    conn.close()
     assert client.get("/api/devices").status_code == 401
 
 
 def test_anonymous_page_redirects_to_login_with_next(client):
-    response = client.get("/devices")
+    response = client.get("/devices?site=Mall+North")
     assert response.status_code == 302
-    assert response.headers["Location"].startswith("/login?next=/devices")
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/login"
+    assert parse_qs(location.query)["next"] == ["/devices?site=Mall+North"]
 
 
-def test_login_never_redirects_off_site(client, auth):
+def test_login_form_keeps_the_next_target(client, auth):
     auth.ensure_user("viewer")
-    response = client.post(
-        "/login", data={"username": "viewer", "password": PASSWORD, "next": "//evil.example/"}
-    )
-    assert response.headers["Location"] == "/"
+    page = client.get("/login?next=/routes").get_data(as_text=True)
+    assert 'name="next" value="/routes"' in page
+    response = form_login(client, auth, "viewer", next="/routes")
+    assert response.headers["Location"] == "/routes"
 
 
 def test_anonymous_api_call_is_a_401_json(client):
@@ -174,15 +203,17 @@ def test_admin_page_matrix(client, auth, role):
     assert client.get("/users").status_code == expected
 
 
-def test_forbidden_access_is_audited_once_per_minute(client, auth, db_conn):
+def test_a_non_admin_opening_the_monitor_is_audited_once_per_minute(client, auth, db_conn):
+    user_id = auth.ensure_user("viewer")
     auth.login("viewer")
     for _ in range(3):
-        assert client.get("/users").status_code == 403
+        assert client.get("/admin/activity").status_code == 403
     rows = db_conn.execute(
-        "SELECT user_id, details FROM audit_log WHERE action = 'UNAUTHORIZED_ACCESS_ATTEMPT'"
+        "SELECT user_id, details FROM activity_audit_log WHERE action = 'UNAUTHORIZED_ACCESS_ATTEMPT'"
     ).fetchall()
     assert len(rows) == 1
-    assert '"endpoint": "/users"' in rows[0]["details"]
+    assert rows[0]["user_id"] == user_id
+    assert '"endpoint": "/admin/activity"' in rows[0]["details"]
 
 
 def test_nav_shows_activity_monitor_only_to_admins(client, auth):
@@ -198,6 +229,7 @@ def test_create_user_command(app):
     assert result.exit_code == 0, result.output
     conn = connect(app.config["DATABASE"])
     row = conn.execute("SELECT role, password_hash FROM users WHERE username = 'alice'").fetchone()
+    conn.close()
     assert row["role"] == "manager" and row["password_hash"] != "pw-123456"
     again = runner.invoke(args=["create-user", "alice", "--role", "manager", "--password", "x"])
     assert again.exit_code != 0 and "already exists" in again.output

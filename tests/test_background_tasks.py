@@ -11,47 +11,44 @@ import time
 import types
 import uuid
 
+import click
 import pytest
 import redis
 import schedule
 
-from activity_monitor import background_tasks
+from activity_monitor import get_state
+from activity_monitor.activity_trends_service import preset_ranges
 from activity_monitor.background_tasks import BackgroundTaskManager
 from activity_monitor.db import connect
 from activity_monitor.leader_lock import FileLeaderLock, RedisLeaderLock, lock_for_config
-from conftest import redis_url
+from activity_monitor.timeutil import to_db_timestamp
+from conftest import DEFAULT_NOW, AuthActions, redis_url
 
 UTC = dt.UTC
-
-
-class ScheduleClock:
-    """Replaces the clock the ``schedule`` library reads, so tests move time instead of sleeping."""
-
-    def __init__(self, start: dt.datetime):
-        self.now = start
-        clock = self
-
-        class FrozenDateTime(dt.datetime):
-            @classmethod
-            def now(cls, tz=None):
-                moment = clock.now
-                return moment.astimezone(tz) if tz is not None else moment.astimezone().replace(tzinfo=None)
-
-        self.module = types.SimpleNamespace(datetime=FrozenDateTime, timedelta=dt.timedelta, time=dt.time)
-
-    def advance(self, **delta) -> None:
-        self.now += dt.timedelta(**delta)
+# A Friday noon: the daily run is due at 02:00 on Saturday, the weekly purge at 03:00 on Sunday.
+FRIDAY_NOON = dt.datetime(2026, 3, 27, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    fake = ScheduleClock(dt.datetime(2026, 3, 27, 12, 0, tzinfo=UTC))  # a Friday
-    monkeypatch.setattr(schedule, "datetime", fake.module)
-    return fake
+def scheduled_clock(clock, monkeypatch):
+    """The test clock, standing at FRIDAY_NOON, and also the clock the ``schedule`` library reads
+    (naive local times), so tests move time for the jobs and the app alike instead of sleeping."""
+
+    class ClockDateTime(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            moment = clock.now
+            return moment.astimezone(tz) if tz is not None else moment.astimezone().replace(tzinfo=None)
+
+    module = types.SimpleNamespace(datetime=ClockDateTime, timedelta=dt.timedelta, time=dt.time)
+    monkeypatch.setattr(schedule, "datetime", module)
+    clock.set(FRIDAY_NOON)
+    return clock
 
 
 @pytest.fixture
 def manager_for(make_app):
+    """Build managers (not started) on the test's database and clock; stop them afterwards."""
     made = []
 
     def build(**config):
@@ -66,7 +63,7 @@ def manager_for(make_app):
 
 
 def job_runs(app, job=None):
-    conn = connect(app.config["DATABASE"])
+    conn = connect(get_state(app).database)
     try:
         if job:
             return conn.execute("SELECT * FROM activity_job_runs WHERE job = ?", (job,)).fetchall()
@@ -75,40 +72,49 @@ def job_runs(app, job=None):
         conn.close()
 
 
-def test_daily_summaries_run_at_two_in_the_configured_zone(clock, manager_for):
+def delete_redis_keys(prefix: str) -> None:
+    """Delete every key under a test's Redis prefix."""
+    client = redis.Redis.from_url(redis_url())
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
+def test_daily_summaries_run_at_two_in_the_configured_zone(scheduled_clock, manager_for):
     manager = manager_for(ACTIVITY_TIMEZONE="Europe/Berlin")
     job = manager.jobs["daily_summaries"].job
-    # 02:00 in Berlin on 2026-03-28 (CET, UTC+1) is 01:00 UTC.
-    assert job.next_run.astimezone(UTC) if job.next_run.tzinfo else True
-    expected_local = dt.datetime(2026, 3, 28, 1, 0, tzinfo=UTC).astimezone().replace(tzinfo=None)
-    assert job.next_run == expected_local
+    # 02:00 in Berlin on 2026-03-28 (CET, UTC+1) is 01:00 UTC; schedule keeps naive local times.
+    assert job.next_run == dt.datetime(2026, 3, 28, 1, 0, tzinfo=UTC).astimezone().replace(tzinfo=None)
 
 
-def test_every_job_is_scheduled_at_its_interval(clock, manager_for):
+def test_every_job_is_scheduled_at_its_interval(scheduled_clock, manager_for):
     manager = manager_for()
-    now = clock.now.astimezone().replace(tzinfo=None)
+    now = scheduled_clock.now.astimezone().replace(tzinfo=None)
     next_runs = {name: state.job.next_run for name, state in manager.jobs.items()}
     assert next_runs["cache_warming"] - now == dt.timedelta(minutes=60)
     assert next_runs["cache_cleanup"] - now == dt.timedelta(minutes=15)
     assert next_runs["log_cleanup"].weekday() == 6 and next_runs["log_cleanup"].hour == 3
 
 
-def test_jobs_run_when_due_and_only_then(clock, manager_for):
+def test_jobs_run_when_due_and_only_then(scheduled_clock, manager_for):
     manager = manager_for()
     ran = []
-    manager.jobs["cache_cleanup"].job.job_func = lambda: ran.append(clock.now)
+    manager.jobs["cache_cleanup"].job.job_func = lambda: ran.append(scheduled_clock.now)
     manager.is_leader, manager.caught_up = True, True
     manager.lock.acquire()
     manager.tick()
     assert ran == []
-    clock.advance(minutes=15)
+    scheduled_clock.advance(minutes=15)
     manager.tick()
     assert len(ran) == 1
     manager.tick()
     assert len(ran) == 1
 
 
-def test_a_failing_job_is_reported_and_rescheduled_not_rerun(clock, manager_for, app):
+def test_a_failing_job_is_reported_and_rescheduled_not_rerun(scheduled_clock, manager_for):
     manager = manager_for()
     calls = []
 
@@ -120,7 +126,7 @@ def test_a_failing_job_is_reported_and_rescheduled_not_rerun(clock, manager_for,
     state.job.job_func = lambda: manager.run_job("cache_cleanup", explode)
     manager.lock.acquire()
     manager.is_leader, manager.caught_up = True, True
-    clock.advance(minutes=15)
+    scheduled_clock.advance(minutes=15)
     for _ in range(5):
         manager.tick()
     assert calls == [1]
@@ -128,53 +134,80 @@ def test_a_failing_job_is_reported_and_rescheduled_not_rerun(clock, manager_for,
     assert health["last_status"] == "failed"
     assert health["last_error"] == "RuntimeError: disk on fire"
     assert health["failure_count"] == 1 and health["run_count"] == 1
-    assert dt.datetime.fromisoformat(health["next_run"]) > clock.now
-    clock.advance(minutes=15)
+    assert dt.datetime.fromisoformat(health["next_run"]) > scheduled_clock.now
+    scheduled_clock.advance(minutes=15)
     manager.tick()
     assert calls == [1, 1]
     assert [r["status"] for r in job_runs(manager.app, "cache_cleanup")] == ["failed", "failed"]
 
 
-def test_becoming_leader_catches_up_missing_days_then_warms_the_cache(manager_for, db_conn):
+def test_job_history_is_written_in_the_apps_time(scheduled_clock, manager_for):
     manager = manager_for()
-    yesterday = dt.datetime.now(UTC) - dt.timedelta(days=1)
-    db_conn.execute("INSERT INTO users (id, username, password_hash, role) VALUES (1, 'u', 'x', 'driver')")
+    manager.run_job("cache_cleanup", manager.cleanup_cache)
+    [run] = job_runs(manager.app, "cache_cleanup")
+    assert run["started_at"] == to_db_timestamp(FRIDAY_NOON)
+    assert manager.health()["jobs"]["cache_cleanup"]["last_run"] == FRIDAY_NOON.isoformat()
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        pytest.param(DEFAULT_NOW, id="mid-month"),
+        # November has 30 days: the 30-day, month-to-date and last-month ranges are one range.
+        pytest.param(dt.datetime(2026, 12, 1, 9, 0, tzinfo=UTC), id="first-of-month-after-30-days"),
+    ],
+)
+def test_becoming_leader_catches_up_missing_days_then_warms_the_cache(clock, moment, manager_for, db_conn):
+    clock.set(moment)
+    manager = manager_for()
+    yesterday = clock.today() - dt.timedelta(days=1)
     db_conn.execute(
         """
-        INSERT INTO user_activity_log (session_id, user_id, timestamp, page_url, action_type)
-        VALUES (?, ?, ?, ?, ?)
+        INSERT INTO user_activity_log (session_id, user_id, role, timestamp, page_url, action_type)
+        VALUES ('s1', 1, 'driver', ?, '/', 'page_view')
         """,
-        ("s1", 1, (yesterday - dt.timedelta(days=2)).strftime("%Y-%m-%d 10:00:00"), "/", "page_view"),
+        (f"{yesterday - dt.timedelta(days=2)} 10:00:00",),
     )
+    token = AuthActions(manager.app, manager.app.test_client()).token("admin")
+
     manager.tick()
+
     assert manager.is_leader
-    days = db_conn.execute("SELECT COUNT(*) FROM activity_summary_daily WHERE is_partial = 0").fetchone()[0]
-    assert days == 3
-    catch_up = manager.health()["jobs"]["startup_catch_up"]
-    assert catch_up["last_status"] == "ok"
-    from activity_monitor.trends_cache import get_cache
+    finals = db_conn.execute("SELECT date FROM activity_summary_daily WHERE is_partial = 0 ORDER BY date")
+    assert [row[0] for row in finals] == [str(yesterday - dt.timedelta(days=n)) for n in (2, 1, 0)]
+    assert manager.health()["jobs"]["startup_catch_up"]["last_status"] == "ok"
+    client = manager.app.test_client()
+    for name, (start, end) in preset_ranges(clock.today()).items():
+        answer = client.get(
+            "/api/admin/activity/trends",
+            query_string={"start_date": str(start), "end_date": str(end)},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert answer.status_code == 200
+        assert answer.get_json()["cached"] is True, f"{name} ({start} to {end}) should have been warmed"
 
-    assert get_cache(manager.app).stats()["size"] >= 5
 
-
-def test_daily_job_summarizes_yesterday_and_missing_days(manager_for, db_conn):
+def test_daily_job_summarizes_yesterday_and_missing_days(clock, manager_for, db_conn):
     manager = manager_for()
     result = manager.run_job("daily_summaries", manager.daily_summaries)
-    yesterday = (dt.datetime.now(UTC) - dt.timedelta(days=1)).date().isoformat()
+    yesterday = str(clock.today() - dt.timedelta(days=1))
     assert result["yesterday"]["date"] == yesterday
-    assert db_conn.execute("SELECT date FROM activity_summary_daily").fetchall()[0][0] == yesterday
+    assert [row[0] for row in db_conn.execute("SELECT date FROM activity_summary_daily")] == [yesterday]
 
 
-def test_log_cleanup_runs_the_retention_purge(manager_for, db_conn):
-    manager = manager_for()
-    db_conn.execute(
-        "INSERT INTO audit_log (action, details, created_at) VALUES ('X', '{}', '2000-01-01 00:00:00')"
-    )
+def test_log_cleanup_purges_the_audit_log_past_its_retention(clock, manager_for, db_conn):
+    manager = manager_for(ACTIVITY_AUDIT_RETENTION_DAYS=365)
+    for days_ago in (366, 364):
+        db_conn.execute(
+            "INSERT INTO activity_audit_log (action, details, created_at) VALUES (?, '{}', ?)",
+            (f"{days_ago} days ago", to_db_timestamp(clock.now - dt.timedelta(days=days_ago))),
+        )
     result = manager.run_job("log_cleanup", manager.purge_logs)
     assert result["audit_rows_deleted"] == 1
+    assert [row[0] for row in db_conn.execute("SELECT action FROM activity_audit_log")] == ["364 days ago"]
 
 
-def test_stop_ends_the_thread_within_a_second_and_releases_the_lock(manager_for, tmp_path):
+def test_stop_ends_the_thread_within_a_second_and_releases_the_lock(manager_for):
     manager = manager_for(ACTIVITY_SCHEDULER_TICK_SECONDS=30)
     manager.start()
     deadline = time.monotonic() + 5
@@ -184,7 +217,7 @@ def test_stop_ends_the_thread_within_a_second_and_releases_the_lock(manager_for,
     started = time.monotonic()
     assert manager.stop(timeout=1.0)
     assert time.monotonic() - started < 1.0
-    other = FileLeaderLock(manager.app.config["DATABASE"] + ".leader.lock")
+    other = FileLeaderLock(get_state(manager.app).database + ".leader.lock")
     assert other.acquire()
     other.release()
 
@@ -203,11 +236,9 @@ def test_followers_report_themselves(manager_for):
 
 def test_health_endpoint_shows_the_scheduler(make_app):
     app = make_app(ACTIVITY_BACKGROUND_TASKS=True, ACTIVITY_SCHEDULER_TICK_SECONDS=30)
-    manager = app.extensions["activity_background"]
+    manager = get_state(app).background
     try:
         client = app.test_client()
-        from conftest import AuthActions
-
         AuthActions(app, client).login("admin")
         scheduler = client.get("/api/admin/activity/health").get_json()["checks"]["scheduler"]
         assert scheduler["running"] is True
@@ -226,23 +257,24 @@ def test_health_endpoint_shows_the_scheduler(make_app):
 
 
 def test_switch_off_means_no_scheduler(app):
-    assert "activity_background" not in app.extensions
+    assert get_state(app).background is None
+    assert app.test_client().get("/healthz").status_code == 200
 
 
-def test_cli_commands_never_start_the_scheduler(make_app, monkeypatch):
-    started = []
-    monkeypatch.setattr(BackgroundTaskManager, "start", lambda self: started.append(self))
-    app = make_app(ACTIVITY_BACKGROUND_TASKS=True)
-    app.extensions.pop("activity_background").stop()
-    started.clear()
-    result = app.test_cli_runner().invoke(args=["migrate"])
-    assert result.exit_code == 0
-    import click
+def test_cli_commands_never_start_the_scheduler(make_app):
+    with click.Context(click.Command("summarize"), info_name="summarize"):
+        app = make_app(ACTIVITY_BACKGROUND_TASKS=True)
+    assert get_state(app).background is None
 
-    with click.Context(click.Command("migrate"), info_name="migrate"):
-        assert background_tasks.should_start_here() is False
+
+def test_flask_run_starts_the_scheduler(make_app):
     with click.Context(click.Command("run"), info_name="run"):
-        assert background_tasks.should_start_here() is True
+        app = make_app(ACTIVITY_BACKGROUND_TASKS=True, ACTIVITY_SCHEDULER_TICK_SECONDS=30)
+    manager = get_state(app).background
+    try:
+        assert manager is not None and manager.health()["running"] is True
+    finally:
+        manager.stop()
 
 
 # --- leader election across processes ------------------------------------------------
@@ -277,6 +309,11 @@ def test_only_one_process_holds_the_file_lock_and_sigkill_hands_it_over(tmp_path
     assert second.exitcode == 0
 
 
+def fixed_clock() -> dt.datetime:
+    """The clock of the managers in other processes (a test clock cannot cross a spawn)."""
+    return DEFAULT_NOW
+
+
 def manager_process(database: str, lock_url: str, prefix: str, ready, leader_flag) -> None:
     from app import create_app
 
@@ -284,6 +321,7 @@ def manager_process(database: str, lock_url: str, prefix: str, ready, leader_fla
         {
             "DATABASE": database,
             "SECRET_KEY": "x",
+            "ACTIVITY_CLOCK": fixed_clock,
             "ACTIVITY_LEADER_LOCK_URL": lock_url,
             "ACTIVITY_REDIS_PREFIX": prefix,
             "ACTIVITY_LEADER_LOCK_TTL": 2,
@@ -342,7 +380,7 @@ def test_exactly_one_manager_leads_and_another_takes_over_after_sigkill(tmp_path
                 proc.kill()
             proc.join(5)
         if kind == "redis":
-            redis.Redis.from_url(redis_url()).delete(prefix + "leader")
+            delete_redis_keys(prefix)
 
 
 def test_redis_lock_is_exclusive_renewed_and_released(redis_available):
@@ -362,35 +400,37 @@ def test_redis_lock_is_exclusive_renewed_and_released(redis_available):
 
 
 def test_lock_kind_follows_the_config(app):
-    assert lock_for_config(app.config).kind == "file"
+    state = get_state(app)
+    assert lock_for_config(app.config, state.database, state.redis_prefix).kind == "file"
     config = dict(app.config, ACTIVITY_REDIS_URL="redis://127.0.0.1:6379/15")
-    assert lock_for_config(config).kind == "redis"
+    lock = lock_for_config(config, state.database, state.redis_prefix)
+    assert lock.kind == "redis" and lock.key == state.redis_prefix + "leader"
     config["ACTIVITY_LEADER_LOCK_URL"] = "file://"
-    assert lock_for_config(config).kind == "file"
+    assert lock_for_config(config, state.database, state.redis_prefix).kind == "file"
 
 
-def test_a_new_leader_skips_the_daily_run_its_predecessor_finished(clock, manager_for):
+def test_a_new_leader_skips_the_daily_run_its_predecessor_finished(scheduled_clock, manager_for):
     a, b = manager_for(), manager_for()
     a.tick()
     b.tick()
-    clock.advance(hours=14, minutes=1)  # Friday 12:00 -> Saturday 02:01, the daily run is due
+    scheduled_clock.advance(hours=14, minutes=1)  # Friday 12:00 -> Saturday 02:01, the daily run is due
     a.tick()
     b.tick()
     a.stop()
     b.tick()
     assert b.is_leader
     assert len(job_runs(a.app, "daily_summaries")) == 1
-    clock.advance(days=1)
+    scheduled_clock.advance(days=1)
     b.tick()
     assert len(job_runs(a.app, "daily_summaries")) == 2
 
 
-def test_a_new_leader_makes_the_daily_run_its_predecessor_missed(clock, manager_for):
+def test_a_new_leader_makes_the_daily_run_its_predecessor_missed(scheduled_clock, manager_for):
     a, b = manager_for(), manager_for()
     a.tick()
     b.tick()
     a.stop()
-    clock.advance(hours=14, minutes=1)
+    scheduled_clock.advance(hours=14, minutes=1)
     b.tick()
     assert b.is_leader
     assert len(job_runs(a.app, "daily_summaries")) == 1
@@ -401,18 +441,20 @@ def test_the_redis_lock_is_kept_while_a_job_outlives_its_ttl(make_app, redis_ava
     prefix = f"test-bg-{uuid.uuid4().hex}:"
     app = make_app(ACTIVITY_REDIS_URL=redis_url(), ACTIVITY_REDIS_PREFIX=prefix, ACTIVITY_LEADER_LOCK_TTL=1)
     leader = BackgroundTaskManager(app)
-    rival = RedisLeaderLock.from_url(redis_url(), prefix + "leader", 1)
-    assert leader.lock.acquire()
-    seen = []
-    worker = threading.Thread(target=leader.run_job, args=("slow", lambda: time.sleep(2.5)))
-    worker.start()
-    while worker.is_alive():
-        seen.append(rival.acquire())
-        time.sleep(0.1)
-    assert not any(seen)
-    assert leader.lock.renew()
-    leader.lock.release()
-    redis.Redis.from_url(redis_url()).delete(prefix + "leader")
+    rival = RedisLeaderLock.from_url(redis_url(), get_state(app).redis_prefix + "leader", 1)
+    try:
+        assert leader.lock.acquire()
+        seen = []
+        worker = threading.Thread(target=leader.run_job, args=("slow", lambda: time.sleep(2.5)))
+        worker.start()
+        while worker.is_alive():
+            seen.append(rival.acquire())
+            time.sleep(0.1)
+        assert not any(seen)
+        assert leader.lock.renew()
+        leader.lock.release()
+    finally:
+        delete_redis_keys(prefix)
 
 
 def test_a_failed_renewal_keeps_the_redis_lock_only_for_half_its_ttl(redis_available):

@@ -52,7 +52,7 @@ def test_metrics_of_an_ordinary_day(db_conn, users):
     assert row["peak_concurrent_users"] == 2
     assert row["peak_hour"] == 9
     assert json.loads(row["top_pages"]) == [{"page": "/home", "count": 2}, {"page": "/reports", "count": 1}]
-    assert json.loads(row["user_distribution"]) == {"admin": 1, "manager": 1, "driver": 1, "viewer": 0}
+    assert json.loads(row["user_distribution"]) == {"admin": 1, "driver": 1, "manager": 1}
     assert row["is_partial"] == 0
     assert (row["utc_start"], row["utc_end"]) == ("2026-05-10 00:00:00", "2026-05-11 00:00:00")
     assert row["window_start_utc"] == "2026-05-09 23:55:00"
@@ -66,7 +66,7 @@ def test_a_day_without_events_gets_a_row_of_zeros(db_conn):
     assert row["avg_session_duration_seconds"] == row["peak_concurrent_users"] == 0
     assert row["peak_hour"] is None
     assert json.loads(row["top_pages"]) == []
-    assert json.loads(row["user_distribution"]) == {"admin": 0, "manager": 0, "driver": 0, "viewer": 0}
+    assert json.loads(row["user_distribution"]) == {}
 
 
 def test_a_session_crossing_local_midnight_is_split_between_the_days(db_conn, users):
@@ -126,13 +126,105 @@ def test_top_pages_count_page_views_only_and_break_ties_by_page(db_conn, users):
     ]
 
 
-def test_user_distribution_counts_distinct_active_users_of_every_role(db_conn, users):
+def test_user_distribution_counts_each_user_of_the_day_once_and_only_the_roles_present(db_conn, users):
     second_driver = add_user(db_conn, "driver")
     for user_id in (users["admin"], users["driver"], second_driver, second_driver, users["viewer"]):
         add_event(db_conn, utc("2026-05-10 10:00"), user_id)
     processor(db_conn).summarize_day(D(2026, 5, 10))
     distribution = json.loads(summary(db_conn, "2026-05-10")["user_distribution"])
-    assert distribution == {"admin": 1, "manager": 0, "driver": 2, "viewer": 1}
+    assert list(distribution.items()) == [("admin", 1), ("driver", 2), ("viewer", 1)]
+
+
+def test_user_distribution_counts_a_user_under_the_role_of_their_last_event_of_the_day(db_conn):
+    add_event(db_conn, utc("2026-05-09 23:58"), 7, role="admin")  # in the day's window, not the day
+    add_event(db_conn, utc("2026-05-10 09:00"), 7, role="driver")
+    add_event(db_conn, utc("2026-05-10 17:00"), 7, role="manager")  # promoted during the day
+    add_event(db_conn, utc("2026-05-11 08:00"), 7, role="viewer")  # the next day
+    add_event(db_conn, utc("2026-05-10 12:00"), 8, role="driver")
+    processor(db_conn).summarize_day(D(2026, 5, 10))
+    distribution = json.loads(summary(db_conn, "2026-05-10")["user_distribution"])
+    assert distribution == {"driver": 1, "manager": 1}
+
+
+def test_users_whose_events_carry_no_role_count_as_unknown(db_conn):
+    add_event(db_conn, utc("2026-05-10 10:00"), 7, role="")
+    add_event(db_conn, utc("2026-05-10 10:00"), 8, role="driver")
+    processor(db_conn).summarize_day(D(2026, 5, 10))
+    assert json.loads(summary(db_conn, "2026-05-10")["user_distribution"]) == {"driver": 1, "unknown": 1}
+
+
+def test_string_user_ids_are_distinct_users_like_integer_ids(db_conn):
+    first, second = "0b5e7c9a-3f1d-4e2b-8a6c-1d2e3f4a5b6c", "0b5e7c9a-3f1d-4e2b-8a6c-1d2e3f4a5b6d"
+    for user_id in (first, second, first, 42, 42):
+        add_event(db_conn, utc("2026-05-10 10:00"), user_id, f"s-{user_id}", role="driver")
+    processor(db_conn).summarize_day(D(2026, 5, 10))
+    row = summary(db_conn, "2026-05-10")
+    assert (row["unique_users"], row["peak_concurrent_users"]) == (3, 3)
+    assert json.loads(row["user_distribution"]) == {"driver": 3}
+
+
+# --- sessions derived from gaps when the host gives no session key --------------------------------
+
+
+def test_without_a_session_key_a_gap_longer_than_the_session_idle_time_starts_a_new_session(db_conn):
+    add_event(db_conn, utc("2026-05-10 10:00"), 7, "")
+    add_event(db_conn, utc("2026-05-10 10:30:00.000001"), 7, "")
+    processor(db_conn, session_idle_minutes=30).summarize_day(D(2026, 5, 10))
+    assert summary(db_conn, "2026-05-10")["total_sessions"] == 2
+
+
+def test_without_a_session_key_a_gap_equal_to_the_session_idle_time_continues_the_session(db_conn):
+    add_event(db_conn, utc("2026-05-10 10:00"), 7, "")
+    add_event(db_conn, utc("2026-05-10 10:30"), 7, "")
+    add_event(db_conn, utc("2026-05-10 10:45"), 7, "")
+    processor(db_conn, session_idle_minutes=30).summarize_day(D(2026, 5, 10))
+    row = summary(db_conn, "2026-05-10")
+    assert (row["total_sessions"], row["avg_session_duration_seconds"]) == (1, 2700)
+
+
+def test_derived_sessions_follow_the_configured_session_idle_time(db_conn):
+    add_event(db_conn, utc("2026-05-10 10:00"), 7, "")
+    add_event(db_conn, utc("2026-05-10 10:40"), 7, "")
+    processor(db_conn, session_idle_minutes=45).summarize_day(D(2026, 5, 10))
+    assert summary(db_conn, "2026-05-10")["total_sessions"] == 1
+    processor(db_conn, session_idle_minutes=30).summarize_day(D(2026, 5, 10))
+    assert summary(db_conn, "2026-05-10")["total_sessions"] == 2
+
+
+def test_derived_sessions_are_per_user(db_conn):
+    # Together the two users are never 30 minutes apart; each alone is, twice.
+    for minute in (0, 40, 80):
+        add_event(db_conn, utc("2026-05-10 10:00") + dt.timedelta(minutes=minute), 7, "")
+        add_event(db_conn, utc("2026-05-10 10:20") + dt.timedelta(minutes=minute), 8, "")
+    processor(db_conn, session_idle_minutes=30).summarize_day(D(2026, 5, 10))
+    assert summary(db_conn, "2026-05-10")["total_sessions"] == 6
+
+
+def test_derived_sessions_add_to_the_sessions_the_host_named(db_conn):
+    add_event(db_conn, utc("2026-05-10 09:00"), 7, "s1")
+    add_event(db_conn, utc("2026-05-10 12:00"), 7, "s1")  # a named session spans any gap
+    add_event(db_conn, utc("2026-05-10 09:00"), 8, "")
+    add_event(db_conn, utc("2026-05-10 12:00"), 8, "")
+    add_event(db_conn, utc("2026-05-10 12:10"), 7, "")  # the same user without a key
+    processor(db_conn, session_idle_minutes=30).summarize_day(D(2026, 5, 10))
+    assert summary(db_conn, "2026-05-10")["total_sessions"] == 4
+
+
+def test_the_mean_duration_of_derived_sessions_runs_from_first_to_last_event(db_conn):
+    for moment in ("10:00", "10:20", "11:00", "11:10"):  # 10:00-10:20 and 11:00-11:10
+        add_event(db_conn, utc(f"2026-05-10 {moment}"), 7, "")
+    processor(db_conn, session_idle_minutes=30).summarize_day(D(2026, 5, 10))
+    row = summary(db_conn, "2026-05-10")
+    assert (row["total_sessions"], row["avg_session_duration_seconds"]) == (2, 900)
+
+
+def test_derived_sessions_of_string_user_ids_are_per_user(db_conn):
+    for user_id in ("alice@example.com", "bob@example.com"):
+        add_event(db_conn, utc("2026-05-10 10:00"), user_id, "")
+        add_event(db_conn, utc("2026-05-10 10:10"), user_id, "")
+    processor(db_conn).summarize_day(D(2026, 5, 10))
+    row = summary(db_conn, "2026-05-10")
+    assert (row["unique_users"], row["total_sessions"], row["avg_session_duration_seconds"]) == (2, 2, 600)
 
 
 def test_peak_concurrency_counts_a_user_once_and_intervals_are_half_open(db_conn, users):
@@ -343,6 +435,20 @@ def test_missing_days_run_from_the_first_activity_and_include_rows_of_other_sett
     assert processor(db_conn, idle_minutes=10, now=yesterday_evening).missing_days()[0] == D(2026, 5, 8)
 
 
+def test_a_row_computed_with_another_session_idle_time_is_recomputed_by_missing_days(db_conn):
+    add_event(db_conn, utc("2026-05-10 10:00"), 7, "")
+    add_event(db_conn, utc("2026-05-10 10:40"), 7, "")
+    next_morning = utc("2026-05-11 08:00")
+    processor(db_conn, now=next_morning, session_idle_minutes=30).process_missing_days()
+    assert summary(db_conn, "2026-05-10")["total_sessions"] == 2
+    longer = processor(db_conn, now=next_morning, session_idle_minutes=60)
+    assert longer.missing_days() == [D(2026, 5, 10)]
+    longer.process_missing_days()
+    row = summary(db_conn, "2026-05-10")
+    assert (row["session_idle_minutes"], row["total_sessions"]) == (60, 1)
+    assert longer.missing_days() == []
+
+
 def test_the_processor_runs_in_a_thread_with_its_own_connection(app, db_conn, users):
     add_event(db_conn, utc("2026-05-10 10:00"), users["admin"])
     results = []
@@ -393,7 +499,11 @@ def test_the_late_data_lookup_of_each_insert_is_an_index_range(db_conn):
 # --- the definitions read literally, against random small event sets -----------------------------
 
 MICROSECOND = dt.timedelta(microseconds=1)
-ROLE_OF = {1: "admin", 2: "manager", 3: "driver", 4: "viewer"}  # user 5 has no users row
+# Integer ids and a string id (hosts with UUID keys), and the roles events may carry ('' is none).
+USERS = (1, 2, 3, 4, "5d0c9a3e-7b1f-4a2c-9e8d-6f5a4b3c2d1e")
+ROLES = ("admin", "manager", "driver", "viewer", "")
+# '' is no session key: those sessions are derived per user from gaps.
+SESSIONS = ("s1", "s2", "s3", "", "")
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe")
 # UTC instants near daylight-saving changes: Berlin and New York in spring and autumn, Lord Howe (30 minutes).
 ANCHORS = (
@@ -406,14 +516,27 @@ ANCHORS = (
 )
 
 
-def brute_force(events, day: dt.date, tz_name: str, idle_minutes: int) -> dict:
-    """Summarize a day straight from the issue's words, one event and one candidate instant at a time."""
+def brute_force(events, day: dt.date, tz_name: str, idle_minutes: int, session_idle_minutes: int) -> dict:
+    """Summarize a day straight from the issue's words, one event and one candidate instant at a time.
+
+    Events are (moment, user, session, action, page, role) in the order they were written.
+    """
     tz = ZoneInfo(tz_name)
     idle = dt.timedelta(minutes=idle_minutes)
+    session_idle = dt.timedelta(minutes=session_idle_minutes)
     mine = [e for e in events if e[0].astimezone(tz).date() == day]
-    sessions: dict[str, list[dt.datetime]] = {}
-    for moment, _user, session, _action, _page in mine:
-        sessions.setdefault(session, []).append(moment)
+    sessions: dict[object, list[dt.datetime]] = {}
+    for moment, _user, session, _action, _page, _role in mine:
+        if session:
+            sessions.setdefault(("named", session), []).append(moment)
+    # Without a session key, a user's next event more than the session idle time later starts a new session.
+    for user in {e[1] for e in mine}:
+        session_start = previous = None
+        for moment in sorted(e[0] for e in mine if e[1] == user and not e[2]):
+            if previous is None or moment - previous > session_idle:
+                session_start = moment
+            sessions.setdefault(("derived", user, session_start), []).append(moment)
+            previous = moment
     total = sum((max(times) - min(times) for times in sessions.values()), dt.timedelta(0))
     mean = Fraction(total // dt.timedelta(microseconds=1), 10**6) / len(sessions) if sessions else Fraction(0)
     day_start = dt.datetime.combine(day, dt.time.min, tzinfo=tz).astimezone(UTC)
@@ -430,6 +553,10 @@ def brute_force(events, day: dt.date, tz_name: str, idle_minutes: int) -> dict:
         return -item[1], item[0]
 
     users = {e[1] for e in mine}
+    # A user's role is that of their last event of the day; of events at one instant, the last written.
+    last_role = {}
+    for moment, user, *_, role in sorted(mine, key=lambda e: e[0]):  # a stable sort
+        last_role[user] = role or "unknown"
     return {
         "unique_users": len(users),
         "total_sessions": len(sessions),
@@ -439,15 +566,16 @@ def brute_force(events, day: dt.date, tz_name: str, idle_minutes: int) -> dict:
         "peak_concurrent_users": max(online(instant) for instant in candidates),
         "peak_hour": min(h for h in hours if hours[h] == max(hours.values())) if hours else None,
         "top_pages": [{"page": p, "count": n} for p, n in sorted(pages.items(), key=by_count_then_page)[:10]],
-        "user_distribution": {role: sum(ROLE_OF.get(u) == role for u in users) for role in ROLE_OF.values()},
+        "user_distribution": dict(sorted(Counter(last_role.values()).items())),
     }
 
 
 @st.composite
 def event_sets(draw):
-    """A zone, an idle time and up to 25 events within a day and a half of a DST change."""
+    """A zone, an idle time, a session idle time and up to 25 events within a day and a half of a DST change."""
     tz_name = draw(st.sampled_from(ZONES))
     idle_minutes = draw(st.sampled_from((1, 5, 30, 90)))
+    session_idle_minutes = draw(st.sampled_from((5, 30, 90)))
     anchor = draw(st.sampled_from(ANCHORS))
     tz = ZoneInfo(tz_name)
     local_anchor = anchor.astimezone(tz).date()
@@ -462,50 +590,61 @@ def event_sets(draw):
         for shift in (dt.timedelta(0), -dt.timedelta(minutes=idle_minutes), -MICROSECOND)
     ]
     idle = dt.timedelta(minutes=idle_minutes)
+    session_idle = dt.timedelta(minutes=session_idle_minutes)
     moment = st.one_of(
         st.sampled_from(edges),
         # On a grid of half idle times, intervals touch, overlap and just miss each other.
         st.tuples(st.sampled_from(midnights), st.integers(-12, 12)).map(lambda mk: mk[0] + mk[1] * idle / 2),
+        # On a grid of session idle times, gaps are exactly the session idle time, or one microsecond more.
+        st.tuples(st.sampled_from(midnights), st.integers(-4, 4), st.sampled_from((0, 1))).map(
+            lambda mkd: mkd[0] + mkd[1] * session_idle + mkd[2] * MICROSECOND
+        ),
         st.integers(-36 * 3600, 36 * 3600).map(lambda s: anchor + dt.timedelta(seconds=s)),
         st.integers(-(36 * 3600 * 10**6), 36 * 3600 * 10**6).map(lambda us: anchor + us * MICROSECOND),
     )
     event = st.tuples(
         moment,
-        st.integers(1, 5),
-        st.sampled_from(("s1", "s2", "s3", "s4")),
+        st.sampled_from(USERS),
+        st.sampled_from(SESSIONS),
         st.sampled_from(("page_view", "page_view", "api_call", "file_download")),
         st.sampled_from(("/a", "/b", "/B", "/a/1")),
+        st.sampled_from(ROLES),
     )
-    return tz_name, idle_minutes, draw(st.lists(event, max_size=25))
+    events = draw(st.lists(event, max_size=25))
+    # Pairs of one user's events without a session key exactly the session idle time apart, or a microsecond more.
+    for first, user, role, extra in draw(
+        st.lists(st.tuples(moment, st.sampled_from(USERS), st.sampled_from(ROLES), st.booleans()), max_size=3)
+    ):
+        second = first + session_idle + extra * MICROSECOND
+        events += [(first, user, "", "page_view", "/a", role), (second, user, "", "api_call", "/b", role)]
+    return tz_name, idle_minutes, session_idle_minutes, events
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(event_sets())
 def test_summaries_match_a_literal_reading_of_the_definitions(case):
-    tz_name, idle_minutes, events = case
+    tz_name, idle_minutes, session_idle_minutes, events = case
     conn = connect(":memory:")
     try:
         apply_migrations(conn)
-        for user_id, role in ROLE_OF.items():
-            conn.execute(
-                "INSERT INTO users (id, username, password_hash, role) VALUES (?, ?, 'x', ?)",
-                (user_id, role, role),
-            )
-        for moment, user, session, action, page in events:
+        for moment, user, session, action, page, role in events:
             # Whole seconds are stored without a fraction, as other writers may.
             text = to_db_timestamp(moment)
             if moment.microsecond == 0:
                 text = text.removesuffix(".000000")
-            add_event(conn, text, user, session, page, action)
+            add_event(conn, text, user, session, page, action, role)
         tz = ZoneInfo(tz_name)
         local_days = sorted({e[0].astimezone(tz).date() for e in events}) or [dt.date(2026, 6, 15)]
         first, last = local_days[0] - dt.timedelta(days=1), local_days[-1] + dt.timedelta(days=1)
-        processor(conn, tz_name, idle_minutes).process_range(first, last)
+        processor(conn, tz_name, idle_minutes, session_idle_minutes=session_idle_minutes).process_range(
+            first, last
+        )
         for day in date_range(first, last):
             row = summary(conn, day)
             stored = {key: row[key] for key in (*METRIC_COLUMNS, "peak_hour")}
             stored["top_pages"] = json.loads(row["top_pages"])
             stored["user_distribution"] = json.loads(row["user_distribution"])
-            assert stored == brute_force(events, day, tz_name, idle_minutes), day
+            assert stored == brute_force(events, day, tz_name, idle_minutes, session_idle_minutes), day
+            assert list(stored["user_distribution"]) == sorted(stored["user_distribution"]), day
     finally:
         conn.close()

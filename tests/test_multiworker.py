@@ -4,6 +4,9 @@ a cache clear every worker sees, and a leader again after the leader dies.
 One server serves the whole module and the tests run in file order: the last one kills a worker.
 The trends cache is per worker (``memory://``) on purpose: that is where a clear reaching only
 one worker would show; the rate limiter and the leader lock use the shared Redis.
+
+The server runs on the system clock (its scheduler must really fire), so nothing here depends on
+the date: the summaries are of fixed past days and every request names that range.
 """
 
 from __future__ import annotations
@@ -30,14 +33,18 @@ import redis
 
 from activity_monitor import api_tokens
 from activity_monitor.db import connect
-from activity_monitor.timeutil import local_today
 from app import create_app
 from conftest import PASSWORD, redis_url
 from demo_host.auth import create_user
 from summary_rows import insert_series
 
 ROOT = Path(__file__).resolve().parent.parent
-TRENDS = "/api/admin/activity/trends"
+# Sixty summarized days, long past whatever the date is; the trends asked for are their last 30.
+DATA_START = dt.date(2026, 1, 1)
+DATA_DAYS = 60
+TRENDS_START = DATA_START + dt.timedelta(days=DATA_DAYS - 30)
+TRENDS_END = DATA_START + dt.timedelta(days=DATA_DAYS - 1)
+TRENDS = f"/api/admin/activity/trends?start_date={TRENDS_START}&end_date={TRENDS_END}"
 HEALTH = "/api/admin/activity/health"
 # Seconds after launch at which the daily job is due: the workers have booted by then.
 DAILY_JOB_DELAY = 12
@@ -89,13 +96,13 @@ class GunicornServer:
             for name in ("limited", "daily", "cache", "failover"):
                 user_id = create_user(conn, f"{name}-admin", PASSWORD, "admin")
                 self.tokens[name] = api_tokens.create_token(conn, user_id, "multiworker test")[1]
-            yesterday = local_today("UTC") - dt.timedelta(days=1)
-            insert_series(conn, yesterday - dt.timedelta(days=59), range(100, 160))
+            insert_series(conn, DATA_START, range(100, 100 + DATA_DAYS))
         finally:
             conn.close()
 
     def start(self) -> None:
         """Launch gunicorn in its own process group and wait until it answers /healthz."""
+        # Real time, as the server's scheduler sees it; HH:MM:SS past midnight is still 12 s away.
         self.daily_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=DAILY_JOB_DELAY)
         env = {
             **os.environ,

@@ -35,7 +35,7 @@ def test_slow_requests_log_a_warning(make_app, caplog):
     app = make_app(ACTIVITY_SLOW_MS={"trends": 0, "export": 5000, "default": 2000})
     client = app.test_client()
     AuthActions(app, client).login("admin")
-    with caplog.at_level(logging.WARNING, logger="performance_monitor"):
+    with caplog.at_level(logging.WARNING, logger="activity_monitor.performance_monitor"):
         response = client.get("/api/admin/activity/trends")
     assert response.status_code == 200
     assert response.headers["X-Response-Time"].endswith("ms")
@@ -48,6 +48,6 @@ def test_fast_requests_log_nothing(make_app, caplog):
     app = make_app()
     client = app.test_client()
     AuthActions(app, client).login("admin")
-    with caplog.at_level(logging.WARNING, logger="performance_monitor"):
+    with caplog.at_level(logging.WARNING, logger="activity_monitor.performance_monitor"):
         client.get("/api/admin/activity/cache/stats")
     assert "Slow request" not in caplog.text

@@ -17,9 +17,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from activity_monitor.activity_health import SCHEDULER_EXTENSION_KEY
+from activity_monitor import get_state
 from activity_monitor.db import connect
-from activity_monitor.timeutil import local_today
 from conftest import AuthActions
 from redis_support import ThrowawayRedis
 from summary_rows import insert_series
@@ -42,7 +41,7 @@ def throwaway_redis() -> Iterator[ThrowawayRedis]:
 
 
 @pytest.fixture
-def redis_app(make_app, throwaway_redis: ThrowawayRedis) -> Iterator[Flask]:
+def redis_app(make_app, clock, throwaway_redis: ThrowawayRedis) -> Iterator[Flask]:
     """The app with cache, rate limiter and leader lock on the throwaway Redis, its scheduler running."""
     app = make_app(
         ACTIVITY_REDIS_URL=throwaway_redis.url,
@@ -53,12 +52,12 @@ def redis_app(make_app, throwaway_redis: ThrowawayRedis) -> Iterator[Flask]:
     )
     conn = connect(app.config["DATABASE"])
     try:
-        yesterday = local_today(app.config["ACTIVITY_TIMEZONE"]) - dt.timedelta(days=1)
+        yesterday = clock.today(app.config["ACTIVITY_TIMEZONE"]) - dt.timedelta(days=1)
         insert_series(conn, yesterday - dt.timedelta(days=59), range(100, 160))
     finally:
         conn.close()
     yield app
-    app.extensions[SCHEDULER_EXTENSION_KEY].stop()
+    get_state(app).background.stop()
 
 
 @pytest.fixture
@@ -141,7 +140,7 @@ def test_health_recovers_when_redis_returns(
     assert report["checks"]["rate_limiter"]["reachable"] is True
     assert report["checks"]["scheduler"]["lock"]["reachable"] is True
     assert client.get(TRENDS, headers=admin_headers).status_code == 200
-    prefix = redis_app.config["ACTIVITY_REDIS_PREFIX"]
+    prefix = get_state(redis_app).redis_prefix
     assert list(throwaway_redis.client().scan_iter(match=f"{prefix}trends:*")), (
         "answers are cached in Redis again"
     )

@@ -1,4 +1,4 @@
-"""Retention: raw events only of summarized days, summaries, audit rows and expired sessions, in batches."""
+"""Retention: raw events only of summarized days, summaries and audit rows, in batches."""
 
 from __future__ import annotations
 
@@ -82,6 +82,13 @@ def test_raw_events_summarized_in_another_time_zone_are_kept(db_conn, user):
     assert purge(db_conn, tz_name="Europe/Berlin").raw_events_deleted == 0
 
 
+def test_raw_events_summarized_with_another_session_idle_time_are_kept(db_conn, user):
+    summarize(db_conn)  # with the default 30 minutes
+    report = purge(db_conn, session_idle_minutes=45)
+    assert (report.raw_events_deleted, report.raw_kept_from) == (0, None)
+    assert processor(db_conn, now=NOW, session_idle_minutes=45).missing_days()[0] == FIRST
+
+
 def test_events_in_the_idle_minutes_before_the_first_kept_day_stay(db_conn, user):
     add_event(db_conn, utc("2026-05-21 23:54"), user, "late")
     add_event(db_conn, utc("2026-05-21 23:57"), user, "late")
@@ -143,21 +150,13 @@ def test_summaries_of_days_whose_raw_events_are_kept_stay(db_conn, user):
 def test_old_audit_rows_are_deleted_in_batches(db_conn):
     for age_days in (400, 380, 366, 364, 10):
         created = to_db_timestamp(NOW - dt.timedelta(days=age_days))
-        db_conn.execute("INSERT INTO audit_log (action, created_at) VALUES ('X', ?)", (created,))
+        db_conn.execute("INSERT INTO activity_audit_log (action, created_at) VALUES ('X', ?)", (created,))
     for _ in range(4):
-        db_conn.execute("INSERT INTO audit_log (action, created_at) VALUES ('X', '2020-01-01 00:00:00')")
-    assert purge(db_conn).audit_rows_deleted == 7
-    assert db_conn.execute("SELECT COUNT(*) FROM audit_log").fetchone()[0] == 2
-
-
-def test_expired_login_sessions_are_deleted(db_conn):
-    user_id = add_user(db_conn, "admin")
-    for name, expires in (("old", "2026-06-01 11:59:59.999999"), ("live", "2026-06-01 12:00:00.000001")):
         db_conn.execute(
-            "INSERT INTO sessions (id, user_id, expires_at) VALUES (?, ?, ?)", (name, user_id, expires)
+            "INSERT INTO activity_audit_log (action, created_at) VALUES ('X', '2020-01-01 00:00:00')"
         )
-    assert purge(db_conn).sessions_deleted == 1
-    assert [row[0] for row in db_conn.execute("SELECT id FROM sessions")] == ["live"]
+    assert purge(db_conn).audit_rows_deleted == 7
+    assert db_conn.execute("SELECT COUNT(*) FROM activity_audit_log").fetchone()[0] == 2
 
 
 def test_a_purge_of_an_empty_database_does_nothing(db_conn):
@@ -168,15 +167,18 @@ def test_a_purge_of_an_empty_database_does_nothing(db_conn):
         "raw_held_back_from": None,
         "summaries_deleted": 0,
         "audit_rows_deleted": 0,
-        "sessions_deleted": 0,
         "seconds": 0,
     }
 
 
 def test_the_policy_comes_from_the_app_config(make_app):
     app = make_app(
-        ACTIVITY_RETENTION_DAYS=30, ACTIVITY_PURGE_BATCH_SIZE=100, ACTIVITY_TIMEZONE="Europe/Berlin"
+        ACTIVITY_RETENTION_DAYS=30,
+        ACTIVITY_PURGE_BATCH_SIZE=100,
+        ACTIVITY_TIMEZONE="Europe/Berlin",
+        ACTIVITY_SESSION_IDLE_MINUTES=45,
     )
     policy = RetentionPolicy.from_config(app.config)
     assert (policy.raw_days, policy.summary_days, policy.audit_days) == (30, 730, 365)
     assert (policy.batch_size, policy.tz_name, policy.idle_minutes) == (100, "Europe/Berlin", 5)
+    assert policy.session_idle_minutes == 45

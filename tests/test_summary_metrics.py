@@ -9,6 +9,11 @@ import pytest
 
 from activity_monitor.summary_metrics import (
     COUNTING_LIMIT,
+    KIND_API_CALL,
+    KIND_OTHER,
+    KIND_PAGE_VIEW,
+    NO_SESSION,
+    UNKNOWN_ROLE,
     DayEvents,
     DayWindow,
     compute_day_metrics,
@@ -78,16 +83,61 @@ def test_distinct_and_dense_ranks_agree_with_unique_for_small_and_large_ids():
 
 def test_events_out_of_time_order_give_the_same_metrics(window):
     rows = [
-        (1 * 4 + 1, "2026-05-10 10:00:00", "a", "/x"),
-        (2 * 4 + 2, "2026-05-10 10:01:00", "b", None),
-        (1 * 4 + 1, "2026-05-10 10:02:00.5", "a", "/y"),
-        (3 * 4 + 1, "2026-05-10 10:09:00", "c", "/x"),
-        (1 * 4 + 0, "2026-05-10 10:07:30", "a", None),
+        (1, KIND_PAGE_VIEW, "2026-05-10 10:00:00", "a", "driver", "/x"),
+        (2, KIND_API_CALL, "2026-05-10 10:01:00", "b", "admin", None),
+        (1, KIND_PAGE_VIEW, "2026-05-10 10:02:00.5", "a", "driver", "/y"),
+        (3, KIND_PAGE_VIEW, "2026-05-10 10:09:00", "c", "", "/x"),
+        (1, KIND_OTHER, "2026-05-10 10:07:30", "a", "manager", None),  # user 1's last event
+        ("u-4", KIND_PAGE_VIEW, "2026-05-10 10:30:00", NO_SESSION, "viewer", "/z"),
+        ("u-4", KIND_PAGE_VIEW, "2026-05-10 10:20:00", NO_SESSION, "viewer", "/z"),
     ]
-    in_order = compute_day_metrics(DayEvents.from_chunks([sorted(rows, key=lambda r: r[1])]), window)
-    shuffled = compute_day_metrics(DayEvents.from_chunks([rows[::-1]]), window)
+    in_order = compute_day_metrics(DayEvents.from_chunks([sorted(rows, key=lambda r: r[2])]), window)
+    backwards = rows[::-1]
+    shuffled = compute_day_metrics(DayEvents.from_chunks([backwards[:3], backwards[3:]]), window)
     assert shuffled == in_order
-    assert (in_order.peak_concurrent_users, in_order.avg_session_duration_seconds) == (2, 150)
+    assert (in_order.peak_concurrent_users, in_order.total_sessions) == (2, 4)
+    assert in_order.avg_session_duration_seconds == 263  # (450 + 0 + 0 + 600) / 4, half up
+    assert in_order.user_distribution == {"admin": 1, "manager": 1, "unknown": 1, "viewer": 1}
+
+
+def reference_sessions_and_roles(rows, session_idle_us: int) -> tuple[int, dict[str, int]]:
+    """Sessions (named ones, plus per-user runs of keyless events) and users by last role, in plain Python."""
+    named = {session for _, _, session, _ in rows if session != NO_SESSION}
+    derived = 0
+    last_role: dict[object, str] = {}
+    previous: dict[object, int] = {}
+    for user, moment, session, role in sorted(rows, key=lambda r: r[1]):
+        last_role[user] = role or UNKNOWN_ROLE
+        if session == NO_SESSION:
+            if user not in previous or moment - previous[user] > session_idle_us:
+                derived += 1
+            previous[user] = moment
+    roles: dict[str, int] = {}
+    for role in last_role.values():
+        roles[role] = roles.get(role, 0) + 1
+    return len(named) + derived, dict(sorted(roles.items()))
+
+
+def test_derived_sessions_and_roles_agree_with_a_plain_reading_on_a_busy_day(window):
+    rng = np.random.default_rng(7)
+    users, per_user = 1_000, 10
+    idle = window.session_idle_us
+    # Each user's gaps are a minute, exactly the session idle time, a microsecond more, or 45 minutes.
+    gaps = rng.choice([60 * 10**6, idle, idle + 1, 45 * MINUTE_US], (users, per_user - 1))
+    starts = window.start_us + rng.integers(0, 10 * 60 * MINUTE_US, (users, 1))
+    times = np.hstack([starts, starts + np.cumsum(gaps, axis=1)]).ravel()
+    user_ids = np.repeat(np.arange(users), per_user)
+    named = rng.random(len(times)) < 0.3
+    sessions = np.where(named, np.char.add("s", (user_ids // 3).astype(str)), NO_SESSION)
+    roles = np.array(["admin", "driver", "viewer", ""])[rng.integers(0, 4, len(times))]
+    rows = list(zip(user_ids.tolist(), times.tolist(), sessions.tolist(), roles.tolist(), strict=True))
+    texts = [str(moment).replace("T", " ") for moment in times.astype("datetime64[us]")]
+    chunk = [
+        (user, KIND_PAGE_VIEW, text, session, role, None)
+        for (user, _, session, role), text in zip(rows, texts, strict=True)
+    ]
+    metrics = compute_day_metrics(DayEvents.from_chunks([chunk[:4_000], chunk[4_000:]]), window)
+    assert (metrics.total_sessions, metrics.user_distribution) == reference_sessions_and_roles(rows, idle)
 
 
 def test_offset_segments_find_each_change_to_the_microsecond():

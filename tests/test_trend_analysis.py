@@ -7,10 +7,11 @@ import json
 
 import numpy as np
 import pytest
-import trend_analysis as ta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
+
+from activity_monitor import trend_analysis as ta
 
 START = dt.date(2024, 1, 1)
 WEEKDAY_MULTIPLIERS = np.array([1.2, 1.3, 1.25, 1.1, 0.9, 0.5, 0.75])

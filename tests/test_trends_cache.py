@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -19,7 +18,8 @@ from redis.retry import Retry
 
 from activity_monitor import trends_cache
 from activity_monitor.config import DEFAULTS
-from activity_monitor.trends_cache import RedisCache, TrendsCache, create_cache, get_cache, init_app
+from activity_monitor.extension import ActivityMonitor, get_state
+from activity_monitor.trends_cache import RedisCache, TrendsCache, build_cache, create_cache, get_cache
 from redis_support import ThrowawayRedis, free_port
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -47,13 +47,14 @@ def redis_missing(reason: str) -> None:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
+def monotonic() -> FakeClock:
+    """The monotonic clock of the caches under test (conftest's clock is the apps' wall clock)."""
     return FakeClock()
 
 
 @pytest.fixture
-def cache(clock: FakeClock) -> TrendsCache:
-    return TrendsCache(default_ttl=60, max_entries=3, max_bytes=100, clock=clock)
+def cache(monotonic: FakeClock) -> TrendsCache:
+    return TrendsCache(default_ttl=60, max_entries=3, max_bytes=100, clock=monotonic)
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def redis_client(prefix: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def make_redis_cache(
-    request: pytest.FixtureRequest, prefix: str, clock: FakeClock
+    request: pytest.FixtureRequest, prefix: str, monotonic: FakeClock
 ) -> Iterator[Callable[..., RedisCache]]:
     """Build RedisCache instances ("workers") on the test prefix, closed afterwards.
 
@@ -91,7 +92,7 @@ def make_redis_cache(
         if url is None:
             request.getfixturevalue("redis_client")
             url = REDIS_URL
-        options = {"prefix": prefix, "default_ttl": 60, "clock": clock, "retry_interval": 5.0, **options}
+        options = {"prefix": prefix, "default_ttl": 60, "clock": monotonic, "retry_interval": 5.0, **options}
         made.append(RedisCache.from_url(url, **options))
         return made[-1]
 
@@ -138,20 +139,20 @@ def test_overwriting_a_key_replaces_its_value_and_bytes(cache: TrendsCache) -> N
     assert cache.stats()["size"] == 1
 
 
-def test_entry_expires_after_default_ttl(cache: TrendsCache, clock: FakeClock) -> None:
+def test_entry_expires_after_default_ttl(cache: TrendsCache, monotonic: FakeClock) -> None:
     cache.set("a", b"x")
-    clock.advance(59.9)
+    monotonic.advance(59.9)
     assert cache.get("a") == b"x"
-    clock.advance(0.1)
+    monotonic.advance(0.1)
     assert cache.get("a") is None
     stats = cache.stats()
     assert (stats["expirations"], stats["misses"], stats["size"], stats["bytes"]) == (1, 1, 0, 0)
 
 
-def test_per_set_ttl_overrides_default(cache: TrendsCache, clock: FakeClock) -> None:
+def test_per_set_ttl_overrides_default(cache: TrendsCache, monotonic: FakeClock) -> None:
     cache.set("short", b"x", ttl=5)
     cache.set("long", b"x", ttl=500)
-    clock.advance(100)
+    monotonic.advance(100)
     assert cache.get("short") is None
     assert cache.get("long") == b"x"
 
@@ -204,11 +205,11 @@ def test_stats_count_hits_misses_sets_and_hit_rate(cache: TrendsCache) -> None:
     }
 
 
-def test_cleanup_expired_removes_only_expired_entries(cache: TrendsCache, clock: FakeClock) -> None:
+def test_cleanup_expired_removes_only_expired_entries(cache: TrendsCache, monotonic: FakeClock) -> None:
     cache.set("a", b"xx", ttl=10)
     cache.set("b", b"xxx", ttl=10)
     cache.set("c", b"y", ttl=100)
-    clock.advance(10)
+    monotonic.advance(10)
     assert cache.cleanup_expired() == 2
     stats = cache.stats()
     assert (stats["size"], stats["bytes"], stats["expirations"]) == (1, 1, 2)
@@ -308,46 +309,66 @@ def test_unsupported_url_raises_value_error_naming_accepted_schemes(url: str) ->
         create_cache(url, default_ttl=30, max_entries=7, max_bytes=999, prefix="p:")
 
 
-def bare_app(**overrides: object) -> Flask:
-    """Return a bare Flask app whose config holds the defaults plus ``overrides``."""
-    app = Flask(__name__)
-    app.config.from_mapping({**DEFAULTS, **overrides})
-    return app
+@pytest.fixture
+def monitored_app(tmp_path) -> Callable[..., Flask]:
+    """Return a factory of bare Flask apps with the monitor, each on a database file of its own."""
+    made = 0
+
+    def build(**options: object) -> Flask:
+        nonlocal made
+        made += 1
+        app = Flask(__name__)
+        app.config["SECRET_KEY"] = "test-secret"
+        ActivityMonitor(app, database=str(tmp_path / f"activity-{made}.sqlite3"), **options)
+        return app
+
+    return build
 
 
-def test_init_app_defaults_to_memory_cache_from_config() -> None:
-    app = bare_app(ACTIVITY_CACHE_TTL=120, ACTIVITY_CACHE_MAX_ENTRIES=5)
-    cache = init_app(app)
-    assert app.extensions["activity_cache"] is cache
+def test_the_app_cache_is_in_process_with_the_configured_limits(monitored_app) -> None:
+    app = monitored_app(cache_ttl=120, cache_max_entries=5)
+    cache = get_state(app).cache
     assert isinstance(cache, TrendsCache)
     assert (cache.default_ttl, cache.max_entries) == (120, 5)
     assert cache.max_bytes == DEFAULTS["ACTIVITY_CACHE_MAX_BYTES"]
 
 
-def test_init_app_uses_redis_url_when_cache_url_is_unset() -> None:
-    app = bare_app(ACTIVITY_REDIS_URL="redis://127.0.0.1:1/0", ACTIVITY_REDIS_PREFIX="am:")
-    cache = init_app(app)
-    assert isinstance(cache, RedisCache)
-    assert cache.prefix == "am:"
-    cache.close()
+def test_the_app_cache_uses_the_redis_url_under_the_install_prefix(monitored_app) -> None:
+    app = monitored_app(redis_url="redis://127.0.0.1:1/0", redis_prefix="am:")
+    state = get_state(app)
+    assert isinstance(state.cache, RedisCache)
+    assert state.cache.prefix == state.redis_prefix == f"am:{state.install_id}:"
+    state.cache.close()
 
 
-def test_init_app_prefers_cache_url_over_redis_url() -> None:
-    app = bare_app(ACTIVITY_CACHE_URL="memory://", ACTIVITY_REDIS_URL="redis://127.0.0.1:1/0")
-    assert isinstance(init_app(app), TrendsCache)
+def test_build_cache_prefers_the_cache_url_over_the_redis_url(monitored_app) -> None:
+    app = monitored_app(cache_url="memory://", redis_url="redis://127.0.0.1:1/0")
+    assert isinstance(build_cache(app), TrendsCache)
 
 
-def test_get_cache_returns_current_apps_cache() -> None:
-    app = bare_app()
-    cache = init_app(app)
+def test_two_installs_sharing_one_redis_never_see_each_others_answers(
+    monitored_app, redis_client: redis.Redis, prefix: str
+) -> None:
+    first = monitored_app(cache_url=REDIS_URL, redis_prefix=prefix)
+    second = monitored_app(cache_url=REDIS_URL, redis_prefix=prefix)
+    get_cache(first).set("trends:v1:UTC:2026-05-01:2026-05-07:unique_users", b"first install")
+    assert get_cache(second).get("trends:v1:UTC:2026-05-01:2026-05-07:unique_users") is None
+    assert get_cache(first).get("trends:v1:UTC:2026-05-01:2026-05-07:unique_users") == b"first install"
+    for app in (first, second):
+        get_cache(app).close()
+
+
+def test_get_cache_returns_the_current_apps_cache(monitored_app) -> None:
+    app = monitored_app()
+    cache = get_state(app).cache
     with app.app_context():
         assert get_cache() is cache
     assert get_cache(app) is cache
 
 
-def test_get_cache_without_init_app_explains_what_to_call() -> None:
+def test_get_cache_of_an_app_without_the_monitor_explains_what_to_call() -> None:
     with pytest.raises(RuntimeError, match="init_app"):
-        get_cache(bare_app())
+        get_cache(Flask(__name__))
 
 
 # Redis backend (real server)
@@ -439,7 +460,7 @@ def test_dead_redis_falls_back_to_memory_and_reports_degraded(
     assert health["stats"]["size"] == 1
 
 
-def test_dead_redis_is_tried_at_most_once_per_retry_interval(clock: FakeClock, prefix: str) -> None:
+def test_dead_redis_is_tried_at_most_once_per_retry_interval(monotonic: FakeClock, prefix: str) -> None:
     attempts = []
 
     class CountingPool(redis.ConnectionPool):
@@ -448,21 +469,19 @@ def test_dead_redis_is_tried_at_most_once_per_retry_interval(clock: FakeClock, p
             return super().get_connection(*args, **options)
 
     pool = CountingPool(port=free_port(), socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 0))
-    cache = RedisCache(redis.Redis(connection_pool=pool), prefix=prefix, clock=clock, retry_interval=5.0)
-    started = time.monotonic()
+    cache = RedisCache(redis.Redis(connection_pool=pool), prefix=prefix, clock=monotonic, retry_interval=5.0)
     for _ in range(100):
         cache.set("a", b"x")
         cache.get("a")
     assert len(attempts) == 1
-    assert time.monotonic() - started < 1.0
-    clock.advance(5)
+    monotonic.advance(5)
     cache.get("a")
     assert len(attempts) == 2
     cache.close()
 
 
 def test_redis_recovers_after_retry_interval_and_clears_fallback(
-    make_redis_cache: Callable[..., RedisCache], throwaway_redis: ThrowawayRedis, clock: FakeClock
+    make_redis_cache: Callable[..., RedisCache], throwaway_redis: ThrowawayRedis, monotonic: FakeClock
 ) -> None:
     cache = make_redis_cache(throwaway_redis.url)
     cache.get("warm-up")  # loads the Lua script, so recovery also proves NOSCRIPT is handled
@@ -470,9 +489,9 @@ def test_redis_recovers_after_retry_interval_and_clears_fallback(
     cache.set("during", b"fallback")
     assert cache.health()["degraded"] is True
     throwaway_redis.start()
-    clock.advance(4.9)
+    monotonic.advance(4.9)
     assert cache.health()["degraded"] is True
-    clock.advance(0.1)
+    monotonic.advance(0.1)
     health = cache.health()
     assert (health["reachable"], health["degraded"]) == (True, False)
     assert cache.get("during") is None
