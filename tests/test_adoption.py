@@ -334,3 +334,37 @@ def test_the_flask_login_adapter_gives_no_identity_to_anonymous_users(host):
     with host.test_request_context("/desk"):
         assert not current_user.is_authenticated
         assert flask_login_identity()() is None
+
+
+def test_a_cookie_post_needs_the_monitors_csrf_token_whatever_the_hosts_login(host):
+    admin = host.test_client()
+    sign_in(admin, "root@ops.example")
+    html = admin.get("/admin/activity").get_data(as_text=True)
+    token = html.split('data-csrf-token="', 1)[1].split('"', 1)[0]
+    refused = admin.post("/api/admin/activity/cache/clear")
+    assert refused.status_code == 403 and refused.json["code"] == "csrf_failed"
+    wrong = admin.post("/api/admin/activity/cache/clear", headers={"X-CSRF-Token": token[::-1]})
+    assert wrong.status_code == 403
+    cleared = admin.post("/api/admin/activity/cache/clear", headers={"X-CSRF-Token": token})
+    assert cleared.status_code == 200 and cleared.json["success"] is True
+
+
+def test_another_users_csrf_token_does_not_pass(host):
+    admin = host.test_client()
+    sign_in(admin, "root@ops.example")
+    html = admin.get("/admin/activity").get_data(as_text=True)
+    token = html.split('data-csrf-token="', 1)[1].split('"', 1)[0]
+    other = host.test_client()
+    sign_in(other, "root@ops.example")
+    other.get("/admin/activity")
+    assert other.post("/api/admin/activity/cache/clear", headers={"X-CSRF-Token": token}).status_code == 403
+
+
+def test_the_monitors_security_headers_are_on_its_own_responses_only(host):
+    admin = host.test_client()
+    sign_in(admin, "root@ops.example")
+    page = admin.get("/admin/activity")
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    desk = admin.get("/desk")
+    assert "Content-Security-Policy" not in desk.headers and "X-Frame-Options" not in desk.headers
