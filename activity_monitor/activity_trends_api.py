@@ -313,7 +313,8 @@ HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 500: "internal_error"
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
-@bp.route("/", defaults={"unknown": ""}, methods=ALL_METHODS)
+# strict_slashes=False: the bare prefix gets the JSON 404 too, not an HTML redirect to prefix + "/".
+@bp.route("/", defaults={"unknown": ""}, methods=ALL_METHODS, strict_slashes=False)
 @bp.route("/<path:unknown>", methods=ALL_METHODS)
 def no_such_endpoint(unknown: str) -> Response:
     """Answer a path under the prefix that no endpoint has (or a method it lacks) in the JSON shape.

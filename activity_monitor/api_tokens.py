@@ -114,7 +114,7 @@ def identity_for_token(token: str) -> Identity | None:
         return None
     if host_user is None:
         return None
-    if host_user.stored_user_id != row["user_id"]:
+    if host_user.stored_user_id != Identity(row["user_id"], "").stored_user_id:
         # A loader that also accepts names could answer for another user; a token acts for its own only.
         current_app.logger.warning(
             "The user_loader answered user %r for token %s of user %r; the token is refused.",

@@ -57,6 +57,8 @@ def record(
 
 def send_recorded(**row: Any) -> None:
     """Deliver a written row to every audit_recorded receiver of the app, each on its own."""
+    if not audit_recorded.receivers:
+        return
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     for receiver in audit_recorded.receivers_for(app):
         try:

@@ -15,4 +15,3 @@ def json_error(status: int, code: str, message: str, details: dict[str, Any] | N
     response = jsonify(body)
     response.status_code = status
     return response
-

@@ -13,19 +13,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
-import auth as auth_module
 import pytest
 import redis
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from activity_monitor import activity_health
+from activity_monitor import ActivityMonitor, Identity, activity_health, get_state
 from activity_monitor.activity_trends_service import METRICS
 from activity_monitor.daily_summaries import bump_data_version
-from activity_monitor.timeutil import local_today, to_db_timestamp, utc_now
-from conftest import AuthActions
+from activity_monitor.security_headers import CONTENT_SECURITY_POLICY
+from conftest import AuthActions, TestClock
+from demo_host import auth as auth_module
 from summary_rows import insert_series, insert_summary
 
 PREFIX = "/api/admin/activity"
@@ -46,19 +47,29 @@ PUBLIC_ENDPOINTS = [("GET", f"{PREFIX}/openapi.json"), ("GET", "/healthz")]
 RANGE_ENDPOINTS = ("trends", "export", "breakdown")
 
 
-def today() -> dt.date:
-    """Return today in the app's default zone (UTC), as the API computes it."""
-    return local_today("UTC")
+class Days:
+    """The app's days (its zone is UTC) by the test's clock."""
+
+    def __init__(self, clock: TestClock):
+        self.clock = clock
+
+    def today(self) -> dt.date:
+        """Return today, as the API computes it."""
+        return self.clock.today()
+
+    def yesterday(self) -> dt.date:
+        """Return the last completed day."""
+        return self.today() - dt.timedelta(days=1)
+
+    def ago(self, n: int) -> dt.date:
+        """Return the day n days before today."""
+        return self.today() - dt.timedelta(days=n)
 
 
-def yesterday() -> dt.date:
-    """Return the last completed day."""
-    return today() - dt.timedelta(days=1)
-
-
-def days_ago(n: int) -> dt.date:
-    """Return the day n days before today."""
-    return today() - dt.timedelta(days=n)
+@pytest.fixture
+def days(clock: TestClock) -> Days:
+    """The app's today, yesterday and earlier days by the test clock."""
+    return Days(clock)
 
 
 def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -80,7 +91,8 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
 def audit_rows(conn: sqlite3.Connection, action: str) -> list[dict[str, Any]]:
     """Return the audit rows of one action, oldest first, with details decoded."""
     rows = conn.execute(
-        "SELECT user_id, ip_address, details, created_at FROM audit_log WHERE action = ? ORDER BY id",
+        "SELECT user_id, ip_address, details, created_at FROM activity_audit_log"
+        " WHERE action = ? ORDER BY id",
         (action,),
     ).fetchall()
     return [{**dict(row), "details": json.loads(row["details"])} for row in rows]
@@ -159,20 +171,20 @@ def test_trends_answers_the_documented_envelope(admin: FlaskClient) -> None:
     assert "private" in [d.strip() for d in response.headers["Cache-Control"].split(",")]
 
 
-def test_trends_default_to_the_last_30_completed_days(admin: FlaskClient) -> None:
+def test_trends_default_to_the_last_30_completed_days(admin: FlaskClient, days: Days) -> None:
     period = admin.get(f"{PREFIX}/trends").get_json()["data"]["period"]
-    assert period == {"start": days_ago(30).isoformat(), "end": yesterday().isoformat(), "days": 30}
+    assert period == {"start": days.ago(30).isoformat(), "end": days.yesterday().isoformat(), "days": 30}
 
 
-def test_trends_with_only_a_start_date_run_to_yesterday(admin: FlaskClient) -> None:
-    start = days_ago(10).isoformat()
+def test_trends_with_only_a_start_date_run_to_yesterday(admin: FlaskClient, days: Days) -> None:
+    start = days.ago(10).isoformat()
     period = admin.get(f"{PREFIX}/trends?start_date={start}").get_json()["data"]["period"]
-    assert period == {"start": start, "end": yesterday().isoformat(), "days": 10}
+    assert period == {"start": start, "end": days.yesterday().isoformat(), "days": 10}
 
 
-def test_trends_accept_today_and_the_longest_range(admin: FlaskClient) -> None:
-    start = today() - dt.timedelta(days=729)
-    response = admin.get(f"{PREFIX}/trends?start_date={start}&end_date={today()}")
+def test_trends_accept_today_and_the_longest_range(admin: FlaskClient, days: Days) -> None:
+    start = days.today() - dt.timedelta(days=729)
+    response = admin.get(f"{PREFIX}/trends?start_date={start}&end_date={days.today()}")
     assert response.status_code == 200
     assert response.get_json()["data"]["period"]["days"] == 730
 
@@ -184,10 +196,10 @@ def test_trends_drop_duplicate_metrics_and_keep_the_canonical_order(admin: Flask
     assert list(data["summary"]) == ["unique_users", "total_sessions"]
 
 
-def test_trends_points_carry_summary_values_and_filled_gaps(admin: FlaskClient, db_conn) -> None:
-    insert_summary(db_conn, days_ago(3), values={"unique_users": 7})
-    insert_summary(db_conn, days_ago(1), values={"unique_users": 9})
-    url = f"{PREFIX}/trends?start_date={days_ago(4)}&end_date={yesterday()}&metrics=unique_users"
+def test_trends_points_carry_summary_values_and_filled_gaps(admin: FlaskClient, db_conn, days: Days) -> None:
+    insert_summary(db_conn, days.ago(3), values={"unique_users": 7})
+    insert_summary(db_conn, days.ago(1), values={"unique_users": 9})
+    url = f"{PREFIX}/trends?start_date={days.ago(4)}&end_date={days.yesterday()}&metrics=unique_users"
     points = admin.get(url).get_json()["data"]["metrics"]["unique_users"]
     assert [p["value"] for p in points] == [0, 7, 0, 9]
     assert [p.get("filled", False) for p in points] == [True, False, True, False]
@@ -196,54 +208,64 @@ def test_trends_points_carry_summary_values_and_filled_gaps(admin: FlaskClient, 
 
 # --- parameter errors -------------------------------------------------------------------
 
-# (endpoints, query built from today, parameter named in details, fragments the message must hold)
-INVALID_QUERIES: list[tuple[tuple[str, ...], Callable[[], str], str, tuple[str, ...]]] = [
-    (RANGE_ENDPOINTS, lambda: "start_date=2026-1-05", "start_date", ("YYYY-MM-DD",)),
-    (RANGE_ENDPOINTS, lambda: "end_date=31/01/2026", "end_date", ("YYYY-MM-DD",)),
-    (RANGE_ENDPOINTS, lambda: "start_date=2025-02-30", "start_date", ("YYYY-MM-DD",)),
-    (RANGE_ENDPOINTS, lambda: "start_date=20260101", "start_date", ("YYYY-MM-DD",)),
-    (RANGE_ENDPOINTS, lambda: "start_date=", "start_date", ("YYYY-MM-DD",)),
-    (RANGE_ENDPOINTS, lambda: "end_date=1969-12-31", "end_date", ("1970-01-01 or later",)),
+# (endpoints, query built from the app's days, parameter named in details, fragments the message must hold)
+INVALID_QUERIES: list[tuple[tuple[str, ...], Callable[[Days], str], str, tuple[str, ...]]] = [
+    (RANGE_ENDPOINTS, lambda _days: "start_date=2026-1-05", "start_date", ("YYYY-MM-DD",)),
+    (RANGE_ENDPOINTS, lambda _days: "end_date=31/01/2026", "end_date", ("YYYY-MM-DD",)),
+    (RANGE_ENDPOINTS, lambda _days: "start_date=2025-02-30", "start_date", ("YYYY-MM-DD",)),
+    (RANGE_ENDPOINTS, lambda _days: "start_date=20260101", "start_date", ("YYYY-MM-DD",)),
+    (RANGE_ENDPOINTS, lambda _days: "start_date=", "start_date", ("YYYY-MM-DD",)),
+    (RANGE_ENDPOINTS, lambda _days: "end_date=1969-12-31", "end_date", ("1970-01-01 or later",)),
     (
         RANGE_ENDPOINTS,
-        lambda: f"end_date={today() + dt.timedelta(days=1)}",
+        lambda days: f"end_date={days.today() + dt.timedelta(days=1)}",
         "end_date",
         ("future", "latest accepted day is today"),
     ),
     (
         RANGE_ENDPOINTS,
-        lambda: f"start_date={days_ago(2)}&end_date={days_ago(5)}",
+        lambda days: f"start_date={days.ago(2)}&end_date={days.ago(5)}",
         "end_date",
         ("before start_date",),
     ),
     (
         RANGE_ENDPOINTS,
-        lambda: f"start_date={today() - dt.timedelta(days=730)}&end_date={today()}",
+        lambda days: f"start_date={days.today() - dt.timedelta(days=730)}&end_date={days.today()}",
         "start_date",
         ("731 days", "longest accepted is 730"),
     ),
-    (RANGE_ENDPOINTS, lambda: "start_date=1970-01-01", "start_date", ("longest accepted is 730",)),
-    (RANGE_ENDPOINTS, lambda: "start_date=2026-01-01&start_date=2026-01-02", "start_date", ("at most once",)),
-    (RANGE_ENDPOINTS, lambda: "end_date=2026-01-01&end_date=2026-01-01", "end_date", ("at most once",)),
-    (RANGE_ENDPOINTS, lambda: "start=2026-01-01", "start", ("end_date", "start_date")),
-    (("trends", "export"), lambda: "metrics=unique_users,bogus", "metrics", METRICS),
-    (("trends", "export"), lambda: "metrics=unique_users,,total_sessions", "metrics", METRICS),
-    (("trends", "export"), lambda: "metrics=Unique_Users", "metrics", METRICS),
+    (RANGE_ENDPOINTS, lambda _days: "start_date=1970-01-01", "start_date", ("longest accepted is 730",)),
+    (
+        RANGE_ENDPOINTS,
+        lambda _days: "start_date=2026-01-01&start_date=2026-01-02",
+        "start_date",
+        ("at most once",),
+    ),
+    (RANGE_ENDPOINTS, lambda _days: "end_date=2026-01-01&end_date=2026-01-01", "end_date", ("at most once",)),
+    (RANGE_ENDPOINTS, lambda _days: "start=2026-01-01", "start", ("end_date", "start_date")),
+    (("trends", "export"), lambda _days: "metrics=unique_users,bogus", "metrics", METRICS),
+    (("trends", "export"), lambda _days: "metrics=unique_users,,total_sessions", "metrics", METRICS),
+    (("trends", "export"), lambda _days: "metrics=Unique_Users", "metrics", METRICS),
     (
         ("trends", "export"),
-        lambda: "metrics=unique_users&metrics=total_sessions",
+        lambda _days: "metrics=unique_users&metrics=total_sessions",
         "metrics",
         ("at most once",),
     ),
-    (("trends", "export"), lambda: "cache_bypass=yes", "cache_bypass", ("true, false, 1 or 0",)),
-    (("trends", "export"), lambda: "cache_bypass=", "cache_bypass", ("true, false, 1 or 0",)),
-    (("trends", "export"), lambda: "cache_bypass=1&cache_bypass=0", "cache_bypass", ("at most once",)),
-    (("trends",), lambda: "format=csv", "format", ("cache_bypass, end_date, metrics, start_date",)),
-    (("export",), lambda: "format=xml", "format", ("csv or json",)),
-    (("export",), lambda: "format=CSV", "format", ("csv or json",)),
-    (("export",), lambda: "format=csv&format=json", "format", ("at most once",)),
-    (("export",), lambda: "limit=10", "limit", ("cache_bypass, end_date, format, metrics, start_date",)),
-    (("breakdown",), lambda: "metrics=unique_users", "metrics", ("end_date, start_date",)),
+    (("trends", "export"), lambda _days: "cache_bypass=yes", "cache_bypass", ("true, false, 1 or 0",)),
+    (("trends", "export"), lambda _days: "cache_bypass=", "cache_bypass", ("true, false, 1 or 0",)),
+    (("trends", "export"), lambda _days: "cache_bypass=1&cache_bypass=0", "cache_bypass", ("at most once",)),
+    (("trends",), lambda _days: "format=csv", "format", ("cache_bypass, end_date, metrics, start_date",)),
+    (("export",), lambda _days: "format=xml", "format", ("csv or json",)),
+    (("export",), lambda _days: "format=CSV", "format", ("csv or json",)),
+    (("export",), lambda _days: "format=csv&format=json", "format", ("at most once",)),
+    (
+        ("export",),
+        lambda _days: "limit=10",
+        "limit",
+        ("cache_bypass, end_date, format, metrics, start_date",),
+    ),
+    (("breakdown",), lambda _days: "metrics=unique_users", "metrics", ("end_date, start_date",)),
 ]
 INVALID_CASES = [
     pytest.param(endpoint, query, parameter, fragments, id=f"{endpoint}-{parameter}-{index}")
@@ -254,9 +276,14 @@ INVALID_CASES = [
 
 @pytest.mark.parametrize(("endpoint", "query", "parameter", "fragments"), INVALID_CASES)
 def test_a_rejected_parameter_is_a_400_naming_what_is_accepted(
-    admin: FlaskClient, endpoint: str, query: Callable[[], str], parameter: str, fragments: tuple[str, ...]
+    admin: FlaskClient,
+    days: Days,
+    endpoint: str,
+    query: Callable[[Days], str],
+    parameter: str,
+    fragments: tuple[str, ...],
 ) -> None:
-    body = assert_error(admin.get(f"{PREFIX}/{endpoint}?{query()}"), 400, "invalid_parameter")
+    body = assert_error(admin.get(f"{PREFIX}/{endpoint}?{query(days)}"), 400, "invalid_parameter")
     assert body["details"] == {"parameter": parameter}
     for fragment in fragments:
         assert fragment in body["error"]
@@ -311,12 +338,38 @@ def test_an_unexpected_error_is_a_json_500_without_a_stack_trace(
     def explode(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr("activity_trends_service.ActivityTrendsService.breakdown", explode)
+    monkeypatch.setattr("activity_monitor.activity_trends_service.ActivityTrendsService.breakdown", explode)
     response = admin.get(f"{PREFIX}/breakdown")
     body = assert_error(response, 500, "internal_error")
     assert "secret internals" not in response.get_data(as_text=True)
     assert "logged" in body["error"]
     assert "secret internals" in caplog.text
+
+
+def test_an_unknown_path_outside_the_prefix_keeps_the_hosts_html_404(client: FlaskClient) -> None:
+    host_page = client.get("/no-such-page")
+    assert (host_page.status_code, host_page.mimetype) == (404, "text/html")
+    for path in (f"{PREFIX}x", "/api/admin", "/api/nope"):
+        response = client.get(path)
+        assert (response.status_code, response.mimetype) == (404, "text/html"), path
+        assert response.get_data() == host_page.get_data(), path
+
+
+def test_a_wrong_method_on_a_host_page_keeps_the_hosts_html_405(client: FlaskClient) -> None:
+    response = client.delete("/devices")
+    assert (response.status_code, response.mimetype) == (405, "text/html")
+    assert "success" not in response.get_data(as_text=True)
+
+
+def test_a_host_error_inside_a_host_view_keeps_the_hosts_500(make_app) -> None:
+    app = make_app(TESTING=False)
+
+    @app.get("/host-fails")
+    def host_fails() -> str:
+        raise RuntimeError("host internals")
+
+    response = app.test_client().get("/host-fails")
+    assert (response.status_code, response.mimetype) == (500, "text/html")
 
 
 # --- auth matrix --------------------------------------------------------------------------
@@ -338,7 +391,8 @@ def identify(identity: str, client: FlaskClient, auth: AuthActions) -> dict[str,
     kind, _, role = identity.partition(":")
     if kind == "cookie":
         auth.login(role)
-        return {"X-CSRF-Token": auth.csrf_token()}
+        # Only admins may open the page that hands out the monitor's CSRF token.
+        return {"X-CSRF-Token": auth.csrf_token()} if role == "admin" else {}
     if kind == "token":
         token = "amt_not-a-real-token" if role == "unknown" else auth.token(role)
         return {"Authorization": f"Bearer {token}"}
@@ -400,16 +454,19 @@ def test_another_user_hitting_the_same_endpoint_gets_a_row_of_their_own(
 
 
 def test_a_forbidden_request_a_minute_later_is_audited_again(
-    client: FlaskClient, auth: AuthActions, db_conn
+    client: FlaskClient, auth: AuthActions, db_conn, clock: TestClock
 ) -> None:
     auth.login("manager")
     client.get(f"{PREFIX}/health")
-    long_ago = to_db_timestamp(utc_now() - dt.timedelta(minutes=2))
-    db_conn.execute(
-        "UPDATE audit_log SET created_at = ? WHERE action = 'UNAUTHORIZED_ACCESS_ATTEMPT'", (long_ago,)
-    )
+    clock.advance(seconds=59)
     client.get(f"{PREFIX}/health")
-    assert len(audit_rows(db_conn, "UNAUTHORIZED_ACCESS_ATTEMPT")) == 2
+    assert len(audit_rows(db_conn, "UNAUTHORIZED_ACCESS_ATTEMPT")) == 1
+    clock.advance(seconds=2)
+    client.get(f"{PREFIX}/health")
+    assert [r["created_at"] for r in audit_rows(db_conn, "UNAUTHORIZED_ACCESS_ATTEMPT")] == [
+        "2026-05-20 12:00:00.000000",
+        "2026-05-20 12:01:01.000000",
+    ]
 
 
 # --- CSRF ------------------------------------------------------------------------------------
@@ -444,6 +501,33 @@ def test_a_csrf_token_of_another_session_is_refused(app: Flask, admin: FlaskClie
     assert_error(admin.post(f"{PREFIX}/cache/clear", headers={"X-CSRF-Token": stolen}), 403, "csrf_failed")
 
 
+def test_a_csrf_token_with_characters_outside_ascii_is_a_403_not_a_500(admin: FlaskClient, auth) -> None:
+    auth.csrf_token()  # the page gives the session its secret, so the sent token is compared
+    response = admin.post(f"{PREFIX}/cache/clear", headers={"X-CSRF-Token": "caf\u00e9"})
+    assert_error(response, 403, "csrf_failed")
+
+
+def test_the_hosts_own_csrf_token_is_not_the_monitors(admin: FlaskClient, auth) -> None:
+    host_token = auth.host_csrf_token()
+    assert_error(
+        admin.post(f"{PREFIX}/cache/clear", headers={"X-CSRF-Token": host_token}), 403, "csrf_failed"
+    )
+
+
+def test_a_csrf_token_of_an_earlier_login_is_refused_after_logging_in_again(admin: FlaskClient, auth) -> None:
+    earlier = auth.csrf_token()
+    auth.login("admin")
+    assert_error(admin.post(f"{PREFIX}/cache/clear", headers={"X-CSRF-Token": earlier}), 403, "csrf_failed")
+    response = admin.post(f"{PREFIX}/cache/clear", headers={"X-CSRF-Token": auth.csrf_token()})
+    assert response.status_code == 200
+
+
+def test_a_cookie_post_without_a_csrf_token_is_refused_even_for_a_forged_bearer(admin: FlaskClient) -> None:
+    # An Authorization header that is no monitor token leaves the cookie to speak, CSRF check and all.
+    headers = {"Authorization": "Bearer not-a-monitor-token"}
+    assert_error(admin.post(f"{PREFIX}/cache/clear", headers=headers), 403, "csrf_failed")
+
+
 # --- rate limits -------------------------------------------------------------------------------
 
 
@@ -463,9 +547,12 @@ def test_the_default_limit_is_100_per_minute(client: FlaskClient, bearer) -> Non
 def test_rate_limited_responses_carry_the_error_shape_and_headers(limited) -> None:
     _, client, auth = limited("5 per minute")
     auth.login("admin")
+    # Flask-Limiter counts in real seconds (not by the app's clock): the window began between these.
+    began = time.time()
     for _ in range(5):
         assert client.get(f"{PREFIX}/export").status_code == 200
     response = client.get(f"{PREFIX}/export")
+    answered = time.time()
     body = assert_error(response, 429, "rate_limited")
     retry_after = body["details"]["retry_after"]
     assert isinstance(retry_after, int) and 1 <= retry_after <= 61
@@ -473,7 +560,7 @@ def test_rate_limited_responses_carry_the_error_shape_and_headers(limited) -> No
     assert abs(int(response.headers["Retry-After"]) - retry_after) <= 1
     assert response.headers["X-RateLimit-Limit"] == "5"
     assert response.headers["X-RateLimit-Remaining"] == "0"
-    assert 0 < int(response.headers["X-RateLimit-Reset"]) - time.time() <= 62
+    assert int(began) + 60 <= int(response.headers["X-RateLimit-Reset"]) <= answered + 61
 
 
 def test_each_endpoint_has_its_own_count(limited) -> None:
@@ -539,8 +626,8 @@ def test_an_unreachable_redis_falls_back_to_counting_in_memory(limited) -> None:
 # --- caching and ETags ------------------------------------------------------------------------------
 
 
-def test_the_first_request_is_a_miss_and_the_second_a_hit(admin: FlaskClient) -> None:
-    url = f"{PREFIX}/trends?start_date={days_ago(10)}&end_date={yesterday()}"
+def test_the_first_request_is_a_miss_and_the_second_a_hit(admin: FlaskClient, days: Days) -> None:
+    url = f"{PREFIX}/trends?start_date={days.ago(10)}&end_date={days.yesterday()}"
     first, second = admin.get(url), admin.get(url)
     assert first.get_json()["cached"] is False
     assert second.get_json()["cached"] is True
@@ -609,12 +696,12 @@ def test_cache_stats_count_hits_and_misses(client: FlaskClient, bearer) -> None:
 
 
 @pytest.fixture
-def gappy_summaries(db_conn) -> tuple[dt.date, dt.date]:
+def gappy_summaries(db_conn, days: Days) -> tuple[dt.date, dt.date]:
     """Insert varying rows with gaps inside the range; return a range starting before any data."""
     for offset in (20, 19, 18, 14, 13, 9, 8, 7, 3):
-        day = days_ago(offset)
+        day = days.ago(offset)
         insert_summary(db_conn, day, values={m: offset * (i + 3) + i for i, m in enumerate(METRICS)})
-    return days_ago(25), yesterday()
+    return days.ago(25), days.yesterday()
 
 
 def parse_csv(response: Any) -> list[dict[str, str]]:
@@ -623,7 +710,7 @@ def parse_csv(response: Any) -> list[dict[str, str]]:
 
 
 def test_csv_export_equals_the_trends_values_for_every_metric_and_day(
-    admin: FlaskClient, gappy_summaries
+    admin: FlaskClient, gappy_summaries, days: Days
 ) -> None:
     start, end = gappy_summaries
     query = f"start_date={start}&end_date={end}"
@@ -639,18 +726,20 @@ def test_csv_export_equals_the_trends_values_for_every_metric_and_day(
         assert [r["date"] for r in rows] == [p["date"] for p in trends[metric]]
         assert [int(r[metric]) for r in rows] == [p["value"] for p in trends[metric]], metric
     filled = [p["date"] for p in trends["unique_users"] if p.get("filled")]
-    assert days_ago(25).isoformat() in filled and days_ago(16).isoformat() in filled
+    assert days.ago(25).isoformat() in filled and days.ago(16).isoformat() in filled
     assert all(int(r["unique_users"]) == 0 for r in rows if r["date"] in filled)
 
 
-def test_csv_export_names_the_file_after_the_range(admin: FlaskClient) -> None:
-    start, end = days_ago(7), yesterday()
+def test_csv_export_names_the_file_after_the_range(admin: FlaskClient, days: Days) -> None:
+    start, end = days.ago(7), days.yesterday()
     response = admin.get(f"{PREFIX}/export?start_date={start}&end_date={end}&format=csv")
     assert response.headers["Content-Disposition"] == f'attachment; filename="activity_{start}_{end}.csv"'
 
 
-def test_csv_export_is_streamed(admin: FlaskClient) -> None:
-    response = admin.get(f"{PREFIX}/export?start_date={today() - dt.timedelta(days=729)}&end_date={today()}")
+def test_csv_export_is_streamed(admin: FlaskClient, days: Days) -> None:
+    response = admin.get(
+        f"{PREFIX}/export?start_date={days.today() - dt.timedelta(days=729)}&end_date={days.today()}"
+    )
     assert "Content-Length" not in response.headers
     assert len(parse_csv(response)) == 730
 
@@ -683,20 +772,20 @@ def test_json_export_has_the_documented_shape(admin: FlaskClient, gappy_summarie
 # --- /breakdown -----------------------------------------------------------------------------------------
 
 
-def test_breakdown_adds_up_top_pages_and_users_by_role(admin: FlaskClient, db_conn) -> None:
+def test_breakdown_adds_up_top_pages_and_users_by_role(admin: FlaskClient, db_conn, days: Days) -> None:
     insert_summary(
         db_conn,
-        days_ago(2),
+        days.ago(2),
         top_pages=[{"page": "/devices", "count": 5}, {"page": "/routes", "count": 2}],
         roles={"admin": 1, "manager": 2, "driver": 4, "viewer": 0},
     )
     insert_summary(
         db_conn,
-        days_ago(1),
+        days.ago(1),
         top_pages=[{"page": "/routes", "count": 4}],
         roles={"admin": 3, "manager": 0, "driver": 2, "viewer": 1},
     )
-    response = admin.get(f"{PREFIX}/breakdown?start_date={days_ago(4)}&end_date={yesterday()}")
+    response = admin.get(f"{PREFIX}/breakdown?start_date={days.ago(4)}&end_date={days.yesterday()}")
     body = response.get_json()
     assert body["success"] is True
     data = body["data"]
@@ -710,26 +799,26 @@ def test_breakdown_adds_up_top_pages_and_users_by_role(admin: FlaskClient, db_co
 
 
 def test_viewing_trends_is_audited_with_range_metrics_and_hit_or_miss(
-    admin: FlaskClient, auth, db_conn
+    admin: FlaskClient, auth, db_conn, days: Days
 ) -> None:
-    url = f"{PREFIX}/trends?start_date={days_ago(5)}&end_date={yesterday()}&metrics=unique_users"
+    url = f"{PREFIX}/trends?start_date={days.ago(5)}&end_date={days.yesterday()}&metrics=unique_users"
     admin.get(url)
     admin.get(url)
     rows = audit_rows(db_conn, "VIEW_ACTIVITY_TRENDS")
     assert [r["details"]["cache"] for r in rows] == ["miss", "hit"]
     details = rows[0]["details"]
-    assert details["start"] == days_ago(5).isoformat() and details["end"] == yesterday().isoformat()
+    assert details["start"] == days.ago(5).isoformat() and details["end"] == days.yesterday().isoformat()
     assert details["metrics"] == ["unique_users"]
     assert rows[0]["user_id"] == auth.user_ids["admin"]
     assert rows[0]["ip_address"] == "127.0.0.1"
 
 
-def test_exporting_is_audited_with_format_range_and_rows(admin: FlaskClient, db_conn) -> None:
-    admin.get(f"{PREFIX}/export?start_date={days_ago(10)}&end_date={yesterday()}&format=json")
+def test_exporting_is_audited_with_format_range_and_rows(admin: FlaskClient, db_conn, days: Days) -> None:
+    admin.get(f"{PREFIX}/export?start_date={days.ago(10)}&end_date={days.yesterday()}&format=json")
     (row,) = audit_rows(db_conn, "EXPORT_ACTIVITY_DATA")
     assert row["details"]["format"] == "json"
-    assert row["details"]["start"] == days_ago(10).isoformat()
-    assert row["details"]["end"] == yesterday().isoformat()
+    assert row["details"]["start"] == days.ago(10).isoformat()
+    assert row["details"]["end"] == days.yesterday().isoformat()
     assert row["details"]["rows"] == 10
     assert row["details"]["metrics"] == list(METRICS)
 
@@ -761,10 +850,10 @@ def test_health_reports_every_check(admin: FlaskClient) -> None:
     }
 
 
-def test_health_is_healthy_when_summaries_are_current(admin: FlaskClient, db_conn) -> None:
-    insert_series(db_conn, days_ago(3), [4, 5, 6])
+def test_health_is_healthy_when_summaries_are_current(admin: FlaskClient, db_conn, days: Days) -> None:
+    insert_series(db_conn, days.ago(3), [4, 5, 6])
     body = admin.get(f"{PREFIX}/health").get_json()
-    assert body["checks"]["database"]["latest_summarized_day"] == yesterday().isoformat()
+    assert body["checks"]["database"]["latest_summarized_day"] == days.yesterday().isoformat()
     assert body["checks"]["database"]["days_behind"] == 0
     assert body["status"] == "healthy"
 
@@ -795,9 +884,9 @@ def test_healthz_is_ok_without_login(client: FlaskClient) -> None:
 def test_healthz_is_a_503_when_the_database_cannot_be_opened(
     app: Flask, client: FlaskClient, tmp_path
 ) -> None:
-    app.config["DATABASE"] = str(tmp_path / "missing-dir" / "activity.sqlite3")
+    get_state(app).database = str(tmp_path / "missing-dir" / "activity.sqlite3")
     response = client.get("/healthz")
-    assert response.status_code == 503
+    assert (response.status_code, response.get_data(as_text=True)) == (503, "unavailable\n")
 
 
 # --- performance -----------------------------------------------------------------------------------------
@@ -838,8 +927,158 @@ def test_server_errors_count_in_the_error_rate(
     def explode(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("activity_trends_service.ActivityTrendsService.breakdown", explode)
+    monkeypatch.setattr("activity_monitor.activity_trends_service.ActivityTrendsService.breakdown", explode)
     client.get(f"{PREFIX}/breakdown", headers=bearer)
     performance = client.get(f"{PREFIX}/health", headers=bearer).get_json()["checks"]["performance"]
     assert performance["breakdown"]["count"] == 2
     assert performance["breakdown"]["error_rate"] == 0.5
+
+
+# --- configurable paths ------------------------------------------------------------------------------
+
+MOVED_API = "/ops/usage-api"
+MOVED_PAGE = "/ops/usage"
+
+
+@pytest.fixture
+def moved(make_app: Callable[..., Flask]) -> tuple[Flask, FlaskClient, AuthActions]:
+    """An app with the API and the page at other paths; its client is logged in as an admin."""
+    app = make_app(ACTIVITY_API_PREFIX=MOVED_API, ACTIVITY_PAGE_PATH=MOVED_PAGE)
+    client = app.test_client()
+    auth = AuthActions(app, client)
+    auth.login("admin")
+    return app, client, auth
+
+
+def page_attribute(client: FlaskClient, path: str, name: str) -> str:
+    """Return a data-* attribute of the monitor's page at a path."""
+    response = client.get(path)
+    assert response.status_code == 200, response.status_code
+    match = re.search(rf'{name}="([^"]*)"', response.get_data(as_text=True))
+    assert match, name
+    return match.group(1)
+
+
+def test_a_moved_prefix_moves_every_endpoint(moved) -> None:
+    _, client, _ = moved
+    headers = {"X-CSRF-Token": page_attribute(client, MOVED_PAGE, "data-csrf-token")}
+    for method, path in [*PROTECTED_ENDPOINTS, ("GET", f"{PREFIX}/openapi.json")]:
+        new_path = MOVED_API + path[len(PREFIX) :]
+        assert client.open(new_path, method=method, headers=headers).status_code == 200, new_path
+
+
+def test_a_moved_prefix_leaves_nothing_at_the_old_paths(moved) -> None:
+    _, client, _ = moved
+    host_404 = client.get("/no-such-page").get_data()
+    for method, path in [*PROTECTED_ENDPOINTS, ("GET", f"{PREFIX}/openapi.json"), ("GET", PREFIX)]:
+        response = client.open(path, method=method)
+        assert (response.status_code, response.mimetype) == (404, "text/html"), path
+        assert response.get_data() == host_404
+
+
+def test_a_moved_prefix_answers_unknown_paths_and_methods_in_json(moved) -> None:
+    _, client, _ = moved
+    body = assert_error(client.get(f"{MOVED_API}/nope"), 404, "not_found")
+    assert f"{MOVED_API}/openapi.json" in body["error"]
+    assert_error(client.get(MOVED_API), 404, "not_found")
+    response = client.delete(f"{MOVED_API}/trends")
+    assert_error(response, 405, "method_not_allowed")
+    assert "GET" in response.headers["Allow"]
+
+
+def test_the_openapi_document_names_the_moved_paths(moved) -> None:
+    _, client, _ = moved
+    paths = client.get(f"{MOVED_API}/openapi.json").get_json()["paths"]
+    api_paths = sorted(path for path in paths if path != "/healthz")
+    assert api_paths == sorted(
+        MOVED_API + path[len(PREFIX) :] for _, path in PUBLIC_ENDPOINTS[:1] + PROTECTED_ENDPOINTS
+    )
+
+
+def test_the_moved_page_points_its_script_at_the_moved_api(moved) -> None:
+    _, client, _ = moved
+    assert page_attribute(client, MOVED_PAGE, "data-api") == MOVED_API
+    assert client.get("/admin/activity").status_code == 404
+
+
+def test_the_moved_page_serves_its_own_static_files(moved) -> None:
+    _, client, _ = moved
+    html = client.get(MOVED_PAGE).get_data(as_text=True)
+    script = re.search(r'src="([^"]*activity_monitor\.js)"', html).group(1)
+    assert script.startswith(f"{MOVED_PAGE}/static/")
+    assert client.get(script).status_code == 200
+
+
+def test_the_moved_pages_csrf_token_lets_a_cookie_clear_the_cache(moved) -> None:
+    _, client, _ = moved
+    token = page_attribute(client, MOVED_PAGE, "data-csrf-token")
+    assert_error(client.post(f"{MOVED_API}/cache/clear"), 403, "csrf_failed")
+    assert client.post(f"{MOVED_API}/cache/clear", headers={"X-CSRF-Token": token}).status_code == 200
+
+
+def test_an_anonymous_visitor_of_the_moved_page_is_sent_to_the_hosts_login(make_app) -> None:
+    app = make_app(ACTIVITY_PAGE_PATH=MOVED_PAGE)
+    response = app.test_client().get(MOVED_PAGE)
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert (location.path, parse_qs(location.query)) == ("/login", {"next": [MOVED_PAGE]})
+
+
+# --- security headers belong to the monitor's own responses ------------------------------------------
+
+
+@pytest.fixture
+def bare_host(tmp_path, clock: TestClock) -> Flask:
+    """A bare Flask app with one page of its own and the monitor; ``X-User: <id>:<role>`` logs in."""
+    app = Flask("bare_host", instance_path=str(tmp_path / "bare-instance"))
+    app.config.update(SECRET_KEY="bare-secret", TESTING=True)
+
+    @app.get("/")
+    def home() -> str:
+        return "<!doctype html><title>Host</title><p>The host's own page.</p>"
+
+    def identity() -> Identity | None:
+        user, _, role = request.headers.get("X-User", "").partition(":")
+        return Identity(user, role) if user else None
+
+    ActivityMonitor(
+        app, identity_loader=identity, ACTIVITY_DATABASE=str(tmp_path / "bare.sqlite3"), ACTIVITY_CLOCK=clock
+    )
+    return app
+
+
+ADMIN_USER = {"X-User": "7:admin"}
+MONITOR_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options", "Referrer-Policy")
+
+
+def test_the_monitors_page_carries_its_strict_csp(bare_host: Flask) -> None:
+    response = bare_host.test_client().get("/admin/activity", headers=ADMIN_USER)
+    assert response.status_code == 200
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_the_monitors_json_answers_carry_nosniff_and_framing_policy(bare_host: Flask) -> None:
+    client = bare_host.test_client()
+    for path in (f"{PREFIX}/cache/stats", f"{PREFIX}/nope", f"{PREFIX}/trends"):
+        response = client.get(path, headers=ADMIN_USER if path.endswith("stats") else {})
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+        assert response.headers["X-Frame-Options"] == "DENY", path
+
+
+def test_the_hosts_pages_do_not_get_the_monitors_headers(bare_host: Flask) -> None:
+    client = bare_host.test_client()
+    for path in ("/", "/no-such-page"):
+        response = client.get(path, headers=ADMIN_USER)
+        assert response.mimetype == "text/html"
+        assert not set(MONITOR_HEADERS) & set(response.headers.keys()), (path, dict(response.headers))
+
+
+def test_the_hosts_own_csp_is_left_as_the_host_set_it(bare_host: Flask) -> None:
+    @bare_host.after_request
+    def host_policy(response):
+        response.headers["Content-Security-Policy"] = "default-src 'self' https://cdn.example"
+        return response
+
+    response = bare_host.test_client().get("/", headers=ADMIN_USER)
+    assert response.headers["Content-Security-Policy"] == "default-src 'self' https://cdn.example"

@@ -24,9 +24,9 @@ from activity_monitor.activity_trends_api import BREAKDOWN_PARAMS, EXPORT_PARAMS
 from activity_monitor.activity_trends_service import METRICS
 from activity_monitor.db import connect
 from activity_monitor.openapi_spec import build_openapi
-from activity_monitor.timeutil import local_today
 from activity_monitor.trends_query import BOOLEANS
 from app import create_app
+from conftest import TestClock
 from demo_host.auth import create_user
 from summary_rows import insert_summary
 
@@ -46,7 +46,11 @@ PROTECTED_OPERATIONS = [
     ("get", f"{PREFIX}/cache/stats"),
     ("post", f"{PREFIX}/cache/clear"),
 ]
-DOCUMENT = build_openapi()
+# The demo host's login cookie, which the session scheme names.
+SESSION_COOKIE = "fleet_session"
+DOCUMENT = build_openapi(PREFIX, "/healthz", SESSION_COOKIE)
+# The catch-all that answers unknown paths under the prefix with the JSON 404/405 is no endpoint.
+CATCH_ALL = "activity_trends.no_such_endpoint"
 
 
 def operations() -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -119,15 +123,46 @@ def test_the_document_is_openapi_3_1() -> None:
             assert response["description"]
 
 
-def test_every_route_of_the_api_is_documented_with_its_methods(app: Flask) -> None:
-    routes = {
+def api_routes(app: Flask, prefix: str, healthz: str | None) -> set[tuple[str, str]]:
+    """Return (path, method) of every route the app serves under the prefix, and the liveness probe."""
+    return {
         (rule.rule, method.lower())
         for rule in app.url_map.iter_rules()
-        if rule.rule.startswith(PREFIX) or rule.rule == "/healthz"
+        if rule.endpoint != CATCH_ALL and (rule.rule.startswith(prefix + "/") or rule.rule == healthz)
         for method in rule.methods - {"HEAD", "OPTIONS"}
     }
+
+
+def test_every_route_of_the_api_is_documented_with_its_methods(app: Flask) -> None:
     documented = {(path, method) for path, method, _ in operations()}
-    assert documented == routes
+    assert documented == api_routes(app, PREFIX, "/healthz")
+
+
+def test_a_moved_api_and_probe_are_documented_at_their_paths(make_app) -> None:
+    app = make_app(ACTIVITY_API_PREFIX="/ops/usage-api", ACTIVITY_HEALTHZ_PATH="/ops/alive")
+    served = app.test_client().get("/ops/usage-api/openapi.json").get_json()
+    assert served == build_openapi("/ops/usage-api", "/ops/alive", SESSION_COOKIE)
+    documented = {
+        (path, method) for path, item in served["paths"].items() for method in item if method in HTTP_METHODS
+    }
+    assert documented == api_routes(app, "/ops/usage-api", "/ops/alive")
+    assert not any(path.startswith(PREFIX) for path in served["paths"])
+
+
+def test_without_a_liveness_probe_none_is_documented(make_app) -> None:
+    app = make_app(ACTIVITY_HEALTHZ_PATH=None)
+    served = app.test_client().get(f"{PREFIX}/openapi.json").get_json()
+    assert all(path.startswith(PREFIX + "/") for path in served["paths"])
+
+
+def test_the_session_scheme_names_the_hosts_session_cookie(make_app) -> None:
+    app = make_app(SESSION_COOKIE_NAME="ops_login")
+    served = app.test_client().get(f"{PREFIX}/openapi.json").get_json()
+    assert served["components"]["securitySchemes"]["session"] == {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "ops_login",
+    }
 
 
 def test_every_parameter_the_api_accepts_is_documented() -> None:
@@ -172,7 +207,7 @@ def test_security_names_defined_schemes_and_public_endpoints_need_none() -> None
             assert set(requirement) <= set(schemes), (path, method)
     assert DOCUMENT["paths"][f"{PREFIX}/openapi.json"]["get"]["security"] == []
     assert DOCUMENT["paths"]["/healthz"]["get"]["security"] == []
-    assert schemes["session"]["name"] == "am_session"
+    assert schemes["session"]["name"] == SESSION_COOKIE
 
 
 def test_every_ref_resolves() -> None:
@@ -209,6 +244,12 @@ def test_the_error_schema_requires_the_one_error_shape() -> None:
 # --- answers against the document --------------------------------------------------------------------
 
 
+# The fuzz app shares one app for the whole module, so it stands on a clock of its own that
+# never moves; the fuzzed dates are drawn around its today.
+FUZZ_CLOCK = TestClock()
+FUZZ_TODAY = FUZZ_CLOCK.today()
+
+
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     """An app with 200 days of varying summaries (with gaps) and a limit it never reaches."""
@@ -220,12 +261,13 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
             "SECRET_KEY": "test-secret",
             "ACTIVITY_BACKGROUND_TASKS": False,
             "ACTIVITY_RATE_LIMIT": "1000000 per minute",
+            "ACTIVITY_CLOCK": FUZZ_CLOCK,
         }
     )
     rng = random.Random(4)
     conn = connect(database)
     try:
-        today = local_today("UTC")
+        today = FUZZ_TODAY
         for offset in range(200, -1, -1):
             if rng.random() < 0.1:
                 continue
@@ -321,7 +363,6 @@ def test_unhealthy_answers_validate_against_the_document(make_app, tmp_path) -> 
 
 ENDPOINTS = {"trends": TRENDS_PARAMS, "export": EXPORT_PARAMS, "breakdown": BREAKDOWN_PARAMS}
 JUNK_TEXT = st.text(max_size=12)
-TODAY = local_today("UTC")
 
 
 def mostly(valid: st.SearchStrategy[str], invalid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -331,7 +372,7 @@ def mostly(valid: st.SearchStrategy[str], invalid: st.SearchStrategy[str]) -> st
 
 def days_from_today(first: int, last: int) -> st.SearchStrategy[str]:
     """Days between today+first and today+last, as YYYY-MM-DD."""
-    return st.integers(first, last).map(lambda n: (TODAY + dt.timedelta(days=n)).isoformat())
+    return st.integers(first, last).map(lambda n: (FUZZ_TODAY + dt.timedelta(days=n)).isoformat())
 
 
 INVALID_DAYS = st.one_of(
