@@ -54,7 +54,7 @@ def csrf_failure() -> Response | None:
     """Refuse a state-changing request authenticated by the host's cookie without the monitor's token."""
     if request.method in SAFE_METHODS or g.get("activity_auth_method") == AUTH_TOKEN:
         return None
-    sent = request.headers.get(CSRF_HEADER) or request.form.get("csrf_token") or ""
+    sent = request.headers.get(CSRF_HEADER) or ""
     # Compared as bytes: compare_digest raises TypeError on a str holding non-ASCII characters,
     # which any client can send in a header.
     if session.get(CSRF_SESSION_KEY) and hmac.compare_digest(
