@@ -171,7 +171,7 @@ def reserve_attempt(conn: sqlite3.Connection, username: str, address: str, at: d
     write transaction; raise LoginFailed when the pair or the address is locked or reaches its limit."""
     config = current_app.config
     window = dt.timedelta(minutes=config["LOGIN_LOCK_MINUTES"])
-    now, lock_until = db_time(at), db_time(at + window)
+    at_text, lock_until = db_time(at), db_time(at + window)
     since = db_time(at - window)
     conn.execute("BEGIN IMMEDIATE")
     try:
@@ -188,7 +188,7 @@ def reserve_attempt(conn: sqlite3.Connection, username: str, address: str, at: d
             (address,),
         ).fetchone()
         for row in (pair, place):
-            if row is not None and row["locked_until"] and row["locked_until"] > now:
+            if row is not None and row["locked_until"] and row["locked_until"] > at_text:
                 raise LoginFailed(LOCKED)
 
         def counted(row: sqlite3.Row | None) -> int:
@@ -198,8 +198,8 @@ def reserve_attempt(conn: sqlite3.Connection, username: str, address: str, at: d
             return int(row["failures"])
 
         pair_failures, place_failures = counted(pair) + 1, counted(place) + 1
-        pair_first = now if pair_failures == 1 else pair["first_failed_at"]
-        place_first = now if place_failures == 1 else place["first_failed_at"]
+        pair_first = at_text if pair_failures == 1 else pair["first_failed_at"]
+        place_first = at_text if place_failures == 1 else place["first_failed_at"]
         conn.execute(
             """
             INSERT INTO login_failures (username, ip_address, failures, first_failed_at, locked_until)
