@@ -78,16 +78,18 @@ def flask_login_identity(
     def load() -> Identity | None:
         from flask_login import current_user
 
-        if not getattr(current_user, "is_authenticated", False):
+        # The proxy once: each attribute read through it would resolve it again, on every request.
+        user = current_user._get_current_object()  # type: ignore[attr-defined]
+        if not getattr(user, "is_authenticated", False):
             return None
-        user_id = current_user.get_id()
+        user_id = user.get_id()
         if user_id is None:
             return None
-        name = read(current_user, username)
+        name = read(user, username)
         return Identity(
             user_id=user_id,
-            role=str(read(current_user, role) or ""),
-            session_key=session_key(current_user) if session_key else None,
+            role=str(read(user, role) or ""),
+            session_key=session_key(user) if session_key else None,
             username=None if name is None else str(name),
         )
 
@@ -105,9 +107,10 @@ def bearer_token() -> str | None:
 
     # The host never sees these tokens, so on its own pages the host's answer is the only one:
     # a token sent there would otherwise record the host's refused request as its admin's.
-    if request.blueprint not in MONITOR_BLUEPRINTS:
+    header = request.headers.get("Authorization")  # most requests have none: the cheap test first
+    if not header or request.blueprint not in MONITOR_BLUEPRINTS:
         return None
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, value = header.partition(" ")
     value = value.strip()
     if scheme.lower() != "bearer" or not value.startswith(TOKEN_PREFIX):
         return None
@@ -122,7 +125,6 @@ def current_identity() -> Identity | None:
     """
     if "activity_identity" in g:
         return g.activity_identity
-    from activity_monitor import api_tokens
     from activity_monitor.extension import get_state
 
     state = get_state()
@@ -130,6 +132,8 @@ def current_identity() -> Identity | None:
     g.activity_auth_method = None
     token = bearer_token()
     if token is not None:
+        from activity_monitor import api_tokens
+
         identity = api_tokens.identity_for_token(token)
         if identity is not None:
             g.activity_auth_method = AUTH_TOKEN

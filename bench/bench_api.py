@@ -40,9 +40,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from activity_monitor.activity_trends_service import METRICS, ActivityTrendsService, dumps  # noqa: E402
 from activity_monitor.db import connect  # noqa: E402
-from activity_monitor.timeutil import local_today  # noqa: E402
 from activity_monitor.trends_cache import TrendsCache  # noqa: E402
 from app import create_app  # noqa: E402
+from demo_host import db as host_db  # noqa: E402
 from demo_host.auth import create_user  # noqa: E402
 from summary_rows import insert_series  # noqa: E402
 
@@ -52,6 +52,9 @@ TARGET_SERVICE_RATIO = 4.0
 TARGET_CACHE_GET_US = 20.0
 HISTORY_DAYS = 730
 RANGE_DAYS = 365
+# The bench's "now": fixed, so every run reads the same ranges whatever the date.
+BENCH_NOW = dt.datetime(2026, 5, 20, 12, 0, tzinfo=dt.UTC)
+BENCH_TODAY = BENCH_NOW.date()
 PASSWORD = "bench password"
 SELECT_SQL = "SELECT * FROM activity_summary_daily WHERE date BETWEEN ? AND ?"
 
@@ -66,6 +69,11 @@ def daily_users(history_days: int) -> list[int]:
         noise = 1.0 + 0.08 * math.sin(n * 12.9898) * math.cos(n * 78.233)
         values.append(round((120 + 0.12 * n) * weekly * yearly * noise))
     return values
+
+
+def bench_clock() -> dt.datetime:
+    """The ACTIVITY_CLOCK of the bench's apps: standing at BENCH_NOW."""
+    return BENCH_NOW
 
 
 def build_database(path: str, today: dt.date) -> None:
@@ -152,11 +160,12 @@ def main() -> int:
             "SECRET_KEY": "bench",
             "ACTIVITY_BACKGROUND_TASKS": False,
             "ACTIVITY_RATE_LIMIT": "100000000 per minute",
+            "ACTIVITY_CLOCK": bench_clock,
         }
     )
-    today = local_today(app.config["ACTIVITY_TIMEZONE"])
+    today = BENCH_TODAY
     build_database(database, today)
-    conn = connect(database)
+    conn = host_db.connect(database)
     try:
         create_user(conn, "bench-admin", PASSWORD, "admin")
     finally:

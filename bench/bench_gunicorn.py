@@ -1,7 +1,7 @@
 """Requests per second through real gunicorn (2 workers) for a trivial endpoint and for trends.
 
 Run from anywhere: ``python bench/bench_gunicorn.py [--seconds S] [--rounds R] [--clients N]``. It builds a
-throw-away database with 730 days of summaries and an admin API token, then for each storage,
+throw-away database with 730 days of summaries and an admin, then for each storage,
 memory (no Redis) and Redis (``REDIS_URL``, default DB 15, under a throw-away prefix deleted
 afterwards; skipped when Redis does not answer), starts gunicorn on 127.0.0.1 with a huge rate
 limit and measures, each for a fixed time after a warm-up:
@@ -10,6 +10,7 @@ limit and measures, each for a fixed time after a warm-up:
 - trends over 365 days, all metrics, cached,
 - the same with ``cache_bypass=true`` (uncached).
 
+Every request carries the admin's login cookie (the host's endpoint takes no API token).
 Load comes from ``wrk`` when it is installed, otherwise from N client processes, each with one
 keep-alive connection. Every request also writes one activity row to SQLite, as in production.
 Prints the table and cached/trivial per storage; exits 1 when a ratio is under the 0.70 target.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import http.client
+import json
 import multiprocessing
 import os
 import re
@@ -40,17 +42,16 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import redis  # noqa: E402
-from bench_api import RANGE_DAYS, build_database  # noqa: E402
+from bench_api import BENCH_TODAY, RANGE_DAYS, build_database  # noqa: E402
 
-from activity_monitor import api_tokens  # noqa: E402
-from activity_monitor.db import connect  # noqa: E402
-from activity_monitor.timeutil import local_today  # noqa: E402
 from app import create_app  # noqa: E402
+from demo_host import db as host_db  # noqa: E402
 from demo_host.auth import create_user  # noqa: E402
 
 TARGET_CACHED_RATIO = 0.70
 WARMUP_SECONDS = 1.0
 CACHED_PREFIX = b'{"success":true,"cached":true,'
+USERNAME, PASSWORD = "bench-admin", "bench password"
 
 
 def free_port() -> int:
@@ -60,16 +61,32 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare(database: str) -> str:
-    """Migrate a new database, fill it with 730 days of summaries; return an admin API token."""
-    app = create_app({"DATABASE": database, "SECRET_KEY": "bench", "ACTIVITY_BACKGROUND_TASKS": False})
-    build_database(database, local_today(app.config["ACTIVITY_TIMEZONE"]))
-    conn = connect(database)
+def prepare(database: str) -> None:
+    """Migrate a new database, fill it with 730 days of summaries and create the admin."""
+    create_app({"DATABASE": database, "SECRET_KEY": "bench", "ACTIVITY_BACKGROUND_TASKS": False})
+    # Summaries of fixed past days: the server runs on the system clock, and any later date accepts them.
+    build_database(database, BENCH_TODAY)
+    conn = host_db.connect(database)
     try:
-        user_id = create_user(conn, "bench-admin", "bench password", "admin")
-        return api_tokens.create_token(conn, user_id, "bench")[1]
+        create_user(conn, USERNAME, PASSWORD, "admin")
     finally:
         conn.close()
+
+
+def login_cookie(port: int) -> str:
+    """Log the admin in through the JSON login; return the header that carries its session."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        body = json.dumps({"username": USERNAME, "password": PASSWORD})
+        conn.request("POST", "/api/auth/login", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        response.read()
+        if response.status != 200:
+            raise RuntimeError(f"the bench admin could not log in ({response.status})")
+        cookie = response.getheader("Set-Cookie", "").split(";", 1)[0]
+    finally:
+        conn.close()
+    return f"Cookie: {cookie}"
 
 
 class Server:
@@ -144,9 +161,10 @@ class Server:
         self.log.close()
 
 
-def client_loop(port: int, path: str, token: str, seconds: float) -> tuple[int, int, int]:
+def client_loop(port: int, path: str, header: str, seconds: float) -> tuple[int, int, int]:
     """Send GETs on one keep-alive connection for ``seconds``; return (ok, cached, failed) counts."""
-    headers = {"Authorization": f"Bearer {token}"}
+    name, _, value = header.partition(": ")
+    headers = {name: value}
     ok = cached = failed = 0
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     deadline = time.monotonic() + seconds
@@ -170,21 +188,21 @@ def client_loop(port: int, path: str, token: str, seconds: float) -> tuple[int, 
 
 
 def python_load(
-    pool: multiprocessing.pool.Pool, port: int, path: str, token: str, seconds: float, clients: int
+    pool: multiprocessing.pool.Pool, port: int, path: str, header: str, seconds: float, clients: int
 ) -> tuple[float, float, int]:
     """Run ``clients`` processes for ``seconds``; return (requests per second, share cached, failed)."""
     started = time.perf_counter()
-    results = pool.starmap(client_loop, [(port, path, token, seconds)] * clients)
+    results = pool.starmap(client_loop, [(port, path, header, seconds)] * clients)
     elapsed = time.perf_counter() - started
     ok = sum(r[0] for r in results)
     return ok / elapsed, sum(r[1] for r in results) / max(ok, 1), sum(r[2] for r in results)
 
 
-def wrk_load(port: int, path: str, token: str, seconds: float, clients: int) -> tuple[float, float, int]:
+def wrk_load(port: int, path: str, header: str, seconds: float, clients: int) -> tuple[float, float, int]:
     """Run wrk for ``seconds``; return (requests per second, -1 for share cached unknown, non-2xx count)."""
     output = subprocess.run(
         ["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s"]
-        + ["-H", f"Authorization: Bearer {token}", f"http://127.0.0.1:{port}{path}"],
+        + ["-H", header, f"http://127.0.0.1:{port}{path}"],
         capture_output=True,
         text=True,
         check=True,
@@ -195,12 +213,12 @@ def wrk_load(port: int, path: str, token: str, seconds: float, clients: int) -> 
 
 
 def measure(
-    pool: multiprocessing.pool.Pool, port: int, path: str, token: str, seconds: float, clients: int
+    pool: multiprocessing.pool.Pool, port: int, path: str, header: str, seconds: float, clients: int
 ) -> tuple[float, float, int]:
     """Load ``path`` with wrk when installed, else with the Python clients."""
     if shutil.which("wrk"):
-        return wrk_load(port, path, token, seconds, clients)
-    return python_load(pool, port, path, token, seconds, clients)
+        return wrk_load(port, path, header, seconds, clients)
+    return python_load(pool, port, path, header, seconds, clients)
 
 
 def redis_reachable(url: str) -> bool:
@@ -226,21 +244,21 @@ def measure_all(
     pool: multiprocessing.pool.Pool,
     servers: dict[str, Server],
     cells: dict[str, str],
-    token: str,
+    headers: dict[str, str],
     args: argparse.Namespace,
 ) -> dict[str, dict[str, list[float]]]:
     """Warm every cell up, then measure all cells of all servers in turn for ``rounds`` rounds, so
     noise from the rest of the machine hits every cell alike; return requests per second per round."""
-    for server in servers.values():
+    for storage, server in servers.items():
         for path in cells.values():
             # Fills each worker's cache and warms SQLite pages.
-            measure(pool, server.port, path, token, WARMUP_SECONDS, args.clients)
+            measure(pool, server.port, path, headers[storage], WARMUP_SECONDS, args.clients)
     rps: dict[str, dict[str, list[float]]] = {storage: {name: [] for name in cells} for storage in servers}
     for _ in range(args.rounds):
         for storage, server in servers.items():
             for name, path in cells.items():
                 value, cached, failed = measure(
-                    pool, server.port, path, token, args.seconds / args.rounds, args.clients
+                    pool, server.port, path, headers[storage], args.seconds / args.rounds, args.clients
                 )
                 if failed:
                     raise RuntimeError(f"{failed} requests to {path} failed ({storage})")
@@ -262,8 +280,8 @@ def main() -> int:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
     workdir = tempfile.TemporaryDirectory(prefix="bench-gunicorn-")
     database = str(Path(workdir.name) / "activity.sqlite3")
-    token = prepare(database)
-    end = local_today("UTC") - dt.timedelta(days=1)
+    prepare(database)
+    end = BENCH_TODAY - dt.timedelta(days=1)
     start = end - dt.timedelta(days=RANGE_DAYS - 1)
     trends = f"/api/admin/activity/trends?start_date={start}&end_date={end}"
     cells = {"trivial": "/api/devices", "cached": trends, "uncached": trends + "&cache_bypass=true"}
@@ -288,7 +306,8 @@ def main() -> int:
             servers[storage] = Server(database, url, prefixes[storage], log_path)
         for server in servers.values():
             server.wait_ready()
-        results = measure_all(pool, servers, cells, token, args)
+        headers = {storage: login_cookie(server.port) for storage, server in servers.items()}
+        results = measure_all(pool, servers, cells, headers, args)
     finally:
         for server in servers.values():
             server.stop()

@@ -75,7 +75,10 @@ def events_of_day(day: dt.date, count: int) -> list[tuple]:
     texts = np.datetime_as_string(times.astype("datetime64[us]")).tolist()
     session_ids = [hashlib.sha256(f"{day}-{n}".encode()).hexdigest() for n in range(sessions)]
     return [
-        (session_ids[s], u, t.replace("T", " "), PAGES[p], ACTIONS[a], 200, 12.5, "10.1.2.3", USER_AGENT)
+        (
+            session_ids[s], u, ROLES[u % len(ROLES)], t.replace("T", " "), PAGES[p], ACTIONS[a],
+            200, 12.5, "10.1.2.3", USER_AGENT,
+        )
         for s, u, t, p, a in zip(
             session_of.tolist(), users.tolist(), texts, pages.tolist(), actions.tolist(), strict=True
         )
@@ -87,10 +90,6 @@ def build_database(path: str, days: int, per_day: int) -> int:
     conn = db.connect(path)
     db.apply_migrations(conn)
     conn.execute("PRAGMA synchronous=OFF")
-    conn.executemany(
-        "INSERT INTO users (id, username, password_hash, role) VALUES (?, ?, 'x', ?)",
-        [(n, f"user{n}", ROLES[n % 4]) for n in range(1, USERS + 1)],
-    )
     total = 0
     for offset in range(days - 1, -1, -1):
         rows = events_of_day(LAST_DAY - dt.timedelta(days=offset), per_day)
@@ -98,9 +97,9 @@ def build_database(path: str, days: int, per_day: int) -> int:
             conn.executemany(
                 """
                 INSERT INTO user_activity_log
-                    (session_id, user_id, timestamp, page_url, action_type,
+                    (session_id, user_id, role, timestamp, page_url, action_type,
                      status_code, duration_ms, ip_address, user_agent)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """,
                 rows,
             )
@@ -175,8 +174,9 @@ def insert_microseconds(paths: list[str], inserts: int) -> list[float]:
                 conn.execute(
                     """
                     INSERT INTO user_activity_log
-                        (session_id, user_id, timestamp, page_url, action_type, status_code, duration_ms)
-                    VALUES (?, ?, ?, '/machines/1', 'page_view', 200, 10.0)
+                        (session_id, user_id, role, timestamp, page_url, action_type,
+                         status_code, duration_ms)
+                    VALUES (?, ?, 'driver', ?, '/machines/1', 'page_view', 200, 10.0)
                     """,
                     row,
                 )

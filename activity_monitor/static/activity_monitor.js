@@ -747,6 +747,9 @@
     roles.replaceChildren();
     const entries = Object.entries(breakdown.users_by_role);
     const sum = entries.reduce((acc, [, value]) => acc + (value.average_daily || 0), 0);
+    if (entries.length === 0) {
+      roles.append(emptyRow(4, "No users in this range."));
+    }
     for (const [role, value] of entries) {
       const row = element("tr");
       row.append(element("th", "am-role", role.charAt(0).toUpperCase() + role.slice(1)));
