@@ -45,7 +45,6 @@ class MonitorState:
     install_id: str
     redis_prefix: str
     append: AppendConnections
-    keeper: Any = None
     cache: Cache | None = None
     limiter: Limiter | None = None
     performance: PerformanceMonitor | None = None

@@ -52,6 +52,10 @@ def apply_schema(path: str) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Create the schema and close the request's connection at teardown."""
+    """Create the schema, hold one idle connection, and close the request's connection at teardown."""
     apply_schema(app.config["DATABASE"])
+    # When the last connection to a file closes, SQLite checkpoints the WAL and deletes it, and
+    # the next commit must create it again: an idle connection for the app's life avoids that
+    # cost on every request that opens and closes the only connection.
+    app.extensions["fleet_db_keeper"] = connect(app.config["DATABASE"])
     app.teardown_appcontext(close_db)

@@ -392,3 +392,31 @@ def test_a_legacy_database_below_its_last_version_is_refused_with_a_clear_messag
     with pytest.raises(RuntimeError, match=r"not at its last schema version \(5\)"):
         db.apply_migrations(conn)
     assert "activity_schema_migrations" not in tables(conn)
+
+
+def test_a_transaction_a_request_leaves_open_is_rolled_back_at_teardown(app):
+    from activity_monitor.db import get_db
+
+    @app.get("/leaves-a-transaction-open")
+    def leaves_open() -> str:
+        conn = get_db()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE activity_data_version SET version = version + 100 WHERE id = 1")
+        return "left open"
+
+    before = read_version(app)
+    assert app.test_client().get("/leaves-a-transaction-open").data == b"left open"
+    assert read_version(app) == before
+    with app.test_request_context():
+        assert not get_db().in_transaction
+
+
+def read_version(app) -> int:
+    """Return the data version from a connection of its own."""
+    from activity_monitor.db import open_db
+
+    conn = open_db(app)
+    try:
+        return conn.execute("SELECT version FROM activity_data_version WHERE id = 1").fetchone()[0]
+    finally:
+        conn.close()
