@@ -29,6 +29,12 @@ def connect(path: str) -> sqlite3.Connection:
 def get_db() -> sqlite3.Connection:
     """Return this request's connection to the host's database."""
     if "fleet_db" not in g:
+        # When the last connection to a file closes, SQLite checkpoints the WAL and deletes it,
+        # and the next commit must create it again: one idle connection, opened by the first
+        # request (not by CLI commands, whose bulk loads want to be the only connection), avoids
+        # that cost on every request.
+        if "fleet_db_keeper" not in current_app.extensions:
+            current_app.extensions["fleet_db_keeper"] = connect(current_app.config["DATABASE"])
         g.fleet_db = connect(current_app.config["DATABASE"])
     return g.fleet_db
 
@@ -52,10 +58,6 @@ def apply_schema(path: str) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Create the schema, hold one idle connection, and close the request's connection at teardown."""
+    """Create the schema and close the request's connection at teardown."""
     apply_schema(app.config["DATABASE"])
-    # When the last connection to a file closes, SQLite checkpoints the WAL and deletes it, and
-    # the next commit must create it again: an idle connection for the app's life avoids that
-    # cost on every request that opens and closes the only connection.
-    app.extensions["fleet_db_keeper"] = connect(app.config["DATABASE"])
     app.teardown_appcontext(close_db)
