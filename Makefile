@@ -40,9 +40,9 @@ $(MIN_VENV)/.installed: requirements-min.txt
 	$(MIN_VENV)/bin/pip install --quiet -r requirements-min.txt
 	touch $@
 
-## test-min: the suite on the lowest versions the package declares (no browser: playwright is not there)
+## test-min: the suite on the lowest versions the package declares (without the browser and packaging tests: playwright and build are not there)
 test-min: $(MIN_VENV)/.installed
-	REQUIRE_BROWSER= $(MIN_VENV)/bin/python -m pytest --ignore=tests/test_activity_dashboard.py
+	REQUIRE_BROWSER= $(MIN_VENV)/bin/python -m pytest --ignore=tests/test_activity_dashboard.py --ignore=tests/test_packaging.py
 
 ## package: build the sdist and wheel, and install the wheel into a fresh venv
 package: $(VENV)/.installed-dev

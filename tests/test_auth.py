@@ -179,7 +179,10 @@ def test_anonymous_page_redirects_to_login_with_next(client):
     assert response.status_code == 302
     location = urlsplit(response.headers["Location"])
     assert location.path == "/login"
-    assert parse_qs(location.query)["next"] == ["/devices?site=Mall+North"]
+    (target,) = parse_qs(location.query)["next"]
+    # Werkzeug 2.3 and 3 quote the query inside next differently; both name the same page.
+    assert urlsplit(target).path == "/devices"
+    assert parse_qs(urlsplit(target).query) == {"site": ["Mall North"]}
 
 
 def test_login_form_keeps_the_next_target(client, auth):
