@@ -37,6 +37,9 @@ HOST_DEFAULTS: dict[str, Any] = {
     "LOGIN_LOCK_MINUTES": 15,
     # Proxies in front of the app whose X-Forwarded-* headers are trusted (0: none).
     "TRUSTED_PROXIES": 0,
+    # A login lasts SESSION_LIFETIME_HOURS from the login itself, so the cookie need not be
+    # signed and sent again with every answer.
+    "SESSION_REFRESH_EACH_REQUEST": False,
     # CSRF is checked on the host's own forms (the monitor checks its own POSTs).
     "WTF_CSRF_CHECK_DEFAULT": False,
     # A form's CSRF token is good for the whole login (None), not an hour: a page left open
