@@ -1,9 +1,10 @@
 """Late data during bulk loads: the triggers that mark summary days dirty, set aside and made good.
 
-Migration 003's triggers mark a day dirty when an event lands in a day that
-already has a final summary. Firing them for each of a million bulk-loaded rows
-costs a seventh of the load; a bulk load instead drops them, inserts, puts them
-back and marks every day its rows could touch, all in the caller's transaction.
+The triggers of migrations 002 and 006 mark a day dirty when an event lands in a
+day that already has a final summary. Firing them for each of a million
+bulk-loaded rows costs a seventh of the load; a bulk load instead drops them,
+inserts, puts them back and marks every day its rows could touch, all in the
+caller's transaction.
 """
 
 from __future__ import annotations

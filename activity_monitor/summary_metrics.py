@@ -11,8 +11,8 @@ import datetime as dt
 import heapq
 import zoneinfo
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from itertools import count
 from operator import itemgetter
 from typing import Any
@@ -30,9 +30,12 @@ EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # UTC offsets never change twice within this long, so probing at this step finds every change.
 OFFSET_PROBE_STEP = dt.timedelta(minutes=15)
 
-# The event kinds of the stream that daily_summaries reads.
-KIND_OTHER, KIND_PAGE_VIEW, KIND_API_CALL = 0, 1, 2
-USER_ID, KIND, TIMESTAMP, SESSION_ID, ROLE, PAGE_URL = (itemgetter(column) for column in range(6))
+# The columns of the rows that daily_summaries reads. COUNTED says what an event of the day itself
+# adds to the day's counts: the page of a page view, COUNTED_API_CALL for an API call (never a
+# page, which is text), None for anything else. One column for both is one value fewer per row
+# to fetch, a tenth of a day's read.
+USER_ID, TIMESTAMP, SESSION_ID, ROLE, COUNTED = (itemgetter(column) for column in range(5))
+COUNTED_API_CALL = 0
 # The session id of events whose host gave no session key: their sessions are derived from gaps.
 NO_SESSION = ""
 # How user_distribution names users whose events carry no role.
@@ -117,7 +120,7 @@ def utc_offset_segments(
 
 @dataclass
 class DayEvents:
-    """The events of a day's window as arrays; page views of the day itself as counts.
+    """The events of a day's window as arrays; what the day's own events count, as counts.
 
     Users, sessions and roles are integer codes, equal exactly when the values are
     (host user ids may be ints or strings); ``roles`` and ``derived_session_code``
@@ -127,20 +130,17 @@ class DayEvents:
     user_ids: np.ndarray
     times_us: np.ndarray
     session_codes: np.ndarray
-    kinds: np.ndarray
-    page_view_counts: Counter = field(default_factory=Counter)
-    role_codes: np.ndarray | None = None
+    role_codes: np.ndarray
     roles: dict[int, str] = field(default_factory=dict)
     derived_session_code: int | None = None
+    page_view_counts: Counter = field(default_factory=Counter)
+    api_calls: int = 0
 
     @classmethod
     def from_chunks(cls, chunks: Iterable[Sequence[tuple[Any, ...]]]) -> DayEvents:
-        """Build from row chunks of (user_id, kind, timestamp text, session_id, role, page_url or None).
-
-        Only page views inside the day itself carry a page_url.
-        """
-        users, times, codes, kinds, roles = [], [], [], [], []
-        pages: Counter = Counter()
+        """Build from row chunks of (user_id, timestamp text, session_id, role, counted); see COUNTED."""
+        users, times, sessions, roles = [], [], [], []
+        counted: Counter = Counter()
         user_code: dict[Any, int] = {}
         session_code: dict[str, int] = {}
         role_code: dict[str, int] = {}
@@ -149,31 +149,27 @@ class DayEvents:
             if not rows:
                 continue
             n = len(rows)
-            # Column by column with itemgetter: several times faster than zip(*rows); setdefault
-            # hands a new value the next number and known values keep theirs.
-            users.append(np.fromiter(map(user_code.setdefault, map(USER_ID, rows), next_user), np.int64, n))
-            kinds.append(np.fromiter(map(KIND, rows), np.int8, n))
+            # Column by column with itemgetter: several times faster than zip(*rows).
+            users.append(coded(map(USER_ID, rows), user_code, next_user, n))
             times.append(np.array(list(map(TIMESTAMP, rows)), dtype="datetime64[us]").astype(np.int64))
-            codes.append(
-                np.fromiter(map(session_code.setdefault, map(SESSION_ID, rows), next_session), np.int64, n)
-            )
-            roles.append(np.fromiter(map(role_code.setdefault, map(ROLE, rows), next_role), np.int64, n))
-            pages.update(map(PAGE_URL, rows))
-        pages.pop(None, None)
+            sessions.append(coded(map(SESSION_ID, rows), session_code, next_session, n))
+            roles.append(coded(map(ROLE, rows), role_code, next_role, n))
+            counted.update(map(COUNTED, rows))
+        counted.pop(None, None)
+        api_calls = counted.pop(COUNTED_API_CALL, 0)
 
-        def joined(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
-            return np.concatenate(parts) if parts else np.empty(0, dtype=dtype)
+        def joined(parts: list[np.ndarray]) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
         return cls(
-            user_ids=joined(users, np.int64),
-            times_us=joined(times, np.int64),
-            session_codes=joined(codes, np.int64),
-            kinds=joined(kinds, np.int8),
-            page_view_counts=pages,
-            role_codes=joined(roles, np.int64),
-            # The codes count rows, not distinct values (setdefault draws a number per row).
+            user_ids=joined(users),
+            times_us=joined(times),
+            session_codes=joined(sessions),
+            role_codes=joined(roles),
             roles={code: name for name, code in role_code.items()},
             derived_session_code=session_code.get(NO_SESSION),
+            page_view_counts=counted,
+            api_calls=api_calls,
         )
 
     def in_time_order(self) -> DayEvents:
@@ -181,16 +177,21 @@ class DayEvents:
         if np.all(self.times_us[1:] >= self.times_us[:-1]):
             return self
         order = np.argsort(self.times_us, kind="stable")
-        return DayEvents(
-            self.user_ids[order],
-            self.times_us[order],
-            self.session_codes[order],
-            self.kinds[order],
-            self.page_view_counts,
-            None if self.role_codes is None else self.role_codes[order],
-            self.roles,
-            self.derived_session_code,
+        return replace(
+            self,
+            user_ids=self.user_ids[order],
+            times_us=self.times_us[order],
+            session_codes=self.session_codes[order],
+            role_codes=self.role_codes[order],
         )
+
+
+def coded(values: Iterable[Any], codes: dict[Any, int], next_code: Iterator[int], n: int) -> np.ndarray:
+    """Return the integer codes of n values: a new value gets the next number, a known one keeps its own.
+
+    setdefault draws a number for every value, so the codes are sparse (below the number of values).
+    """
+    return np.fromiter(map(codes.setdefault, values, next_code), np.int64, n)
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,6 @@ def compute_day_metrics(events: DayEvents, window: DayWindow) -> DayMetrics:
     events = events.in_time_order()
     in_day = (events.times_us >= window.start_us) & (events.times_us < window.end_us)
     times = events.times_us[in_day]
-    kinds = events.kinds[in_day]
     user_codes = events.user_ids[in_day]
     users = distinct(user_codes)
     hours = local_hour_counts(times, window)
@@ -224,18 +224,17 @@ def compute_day_metrics(events: DayEvents, window: DayWindow) -> DayMetrics:
             session_codes, user_codes, times, events.derived_session_code, window
         )
     sessions, duration_seconds = session_count_and_mean_duration(session_codes, times)
-    role_codes = events.role_codes[in_day] if events.role_codes is not None else None
     return DayMetrics(
         unique_users=len(users),
         total_sessions=sessions,
-        total_page_views=int(np.count_nonzero(kinds == KIND_PAGE_VIEW)),
-        total_api_calls=int(np.count_nonzero(kinds == KIND_API_CALL)),
+        total_page_views=sum(events.page_view_counts.values()),
+        total_api_calls=events.api_calls,
         total_events=len(times),
         avg_session_duration_seconds=duration_seconds,
         peak_concurrent_users=peak_concurrent_users(events.user_ids, events.times_us, window),
         peak_hour=int(np.argmax(hours)) if len(times) else None,
         top_pages=top_pages(events.page_view_counts),
-        user_distribution=role_distribution(user_codes, role_codes, events.roles),
+        user_distribution=role_distribution(user_codes, events.role_codes[in_day], events.roles),
     )
 
 
@@ -265,11 +264,11 @@ def with_derived_sessions(
 
 
 def role_distribution(
-    user_codes: np.ndarray, role_codes: np.ndarray | None, roles: dict[int, str]
+    user_codes: np.ndarray, role_codes: np.ndarray, roles: dict[int, str]
 ) -> dict[str, int]:
     """Return the number of the day's users in each role, each user once, under the role of their
     last event of the day (events in time order), by role name ascending."""
-    if role_codes is None or len(user_codes) == 0:
+    if len(user_codes) == 0:
         return {}
     last_event = np.full(int(user_codes.max()) + 1, -1, dtype=np.int64)
     np.maximum.at(last_event, user_codes, np.arange(len(user_codes)))

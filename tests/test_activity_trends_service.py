@@ -23,8 +23,8 @@ D = dt.date
 
 
 @pytest.fixture
-def service(db_conn):
-    return ActivityTrendsService(db_conn, "UTC", cache=TrendsCache(default_ttl=60), cache_ttl=60)
+def service(db_conn, clock):
+    return ActivityTrendsService(db_conn, "UTC", cache=TrendsCache(default_ttl=60), cache_ttl=60, clock=clock)
 
 
 def values(data, metric="unique_users", key="value"):

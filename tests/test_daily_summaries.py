@@ -555,7 +555,7 @@ def brute_force(events, day: dt.date, tz_name: str, idle_minutes: int, session_i
     users = {e[1] for e in mine}
     # A user's role is that of their last event of the day; of events at one instant, the last written.
     last_role = {}
-    for moment, user, *_, role in sorted(mine, key=lambda e: e[0]):  # a stable sort
+    for _moment, user, *_, role in sorted(mine, key=lambda e: e[0]):  # a stable sort
         last_role[user] = role or "unknown"
     return {
         "unique_users": len(users),
@@ -572,7 +572,7 @@ def brute_force(events, day: dt.date, tz_name: str, idle_minutes: int, session_i
 
 @st.composite
 def event_sets(draw):
-    """A zone, an idle time, a session idle time and up to 25 events within a day and a half of a DST change."""
+    """A zone, the two idle times and up to 31 events within a day and a half of a DST change."""
     tz_name = draw(st.sampled_from(ZONES))
     idle_minutes = draw(st.sampled_from((1, 5, 30, 90)))
     session_idle_minutes = draw(st.sampled_from((5, 30, 90)))
@@ -611,7 +611,7 @@ def event_sets(draw):
         st.sampled_from(ROLES),
     )
     events = draw(st.lists(event, max_size=25))
-    # Pairs of one user's events without a session key exactly the session idle time apart, or a microsecond more.
+    # Pairs of one user's keyless events exactly the session idle time apart, or a microsecond more.
     for first, user, role, extra in draw(
         st.lists(st.tuples(moment, st.sampled_from(USERS), st.sampled_from(ROLES), st.booleans()), max_size=3)
     ):

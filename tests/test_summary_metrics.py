@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 
 from activity_monitor.summary_metrics import (
+    COUNTED_API_CALL,
     COUNTING_LIMIT,
-    KIND_API_CALL,
-    KIND_OTHER,
-    KIND_PAGE_VIEW,
     NO_SESSION,
     UNKNOWN_ROLE,
     DayEvents,
@@ -83,21 +81,22 @@ def test_distinct_and_dense_ranks_agree_with_unique_for_small_and_large_ids():
 
 def test_events_out_of_time_order_give_the_same_metrics(window):
     rows = [
-        (1, KIND_PAGE_VIEW, "2026-05-10 10:00:00", "a", "driver", "/x"),
-        (2, KIND_API_CALL, "2026-05-10 10:01:00", "b", "admin", None),
-        (1, KIND_PAGE_VIEW, "2026-05-10 10:02:00.5", "a", "driver", "/y"),
-        (3, KIND_PAGE_VIEW, "2026-05-10 10:09:00", "c", "", "/x"),
-        (1, KIND_OTHER, "2026-05-10 10:07:30", "a", "manager", None),  # user 1's last event
-        ("u-4", KIND_PAGE_VIEW, "2026-05-10 10:30:00", NO_SESSION, "viewer", "/z"),
-        ("u-4", KIND_PAGE_VIEW, "2026-05-10 10:20:00", NO_SESSION, "viewer", "/z"),
+        (1, "2026-05-10 10:00:00", "a", "driver", "/x"),
+        (2, "2026-05-10 10:01:00", "b", "admin", COUNTED_API_CALL),
+        (1, "2026-05-10 10:02:00.5", "a", "driver", "/y"),
+        (3, "2026-05-10 10:09:00", "c", "", "/x"),
+        (1, "2026-05-10 10:07:30", "a", "manager", None),  # user 1's last event, a download
+        ("u-4", "2026-05-10 10:30:00", NO_SESSION, "viewer", "/z"),
+        ("u-4", "2026-05-10 10:20:00", NO_SESSION, "viewer", "/z"),
     ]
-    in_order = compute_day_metrics(DayEvents.from_chunks([sorted(rows, key=lambda r: r[2])]), window)
+    in_order = compute_day_metrics(DayEvents.from_chunks([sorted(rows, key=lambda r: r[1])]), window)
     backwards = rows[::-1]
     shuffled = compute_day_metrics(DayEvents.from_chunks([backwards[:3], backwards[3:]]), window)
     assert shuffled == in_order
     assert (in_order.peak_concurrent_users, in_order.total_sessions) == (2, 4)
     assert in_order.avg_session_duration_seconds == 263  # (450 + 0 + 0 + 600) / 4, half up
     assert in_order.user_distribution == {"admin": 1, "manager": 1, "unknown": 1, "viewer": 1}
+    assert (in_order.total_page_views, in_order.total_api_calls, in_order.total_events) == (5, 1, 7)
 
 
 def reference_sessions_and_roles(rows, session_idle_us: int) -> tuple[int, dict[str, int]]:
@@ -133,7 +132,7 @@ def test_derived_sessions_and_roles_agree_with_a_plain_reading_on_a_busy_day(win
     rows = list(zip(user_ids.tolist(), times.tolist(), sessions.tolist(), roles.tolist(), strict=True))
     texts = [str(moment).replace("T", " ") for moment in times.astype("datetime64[us]")]
     chunk = [
-        (user, KIND_PAGE_VIEW, text, session, role, None)
+        (user, text, session, role, None)
         for (user, _, session, role), text in zip(rows, texts, strict=True)
     ]
     metrics = compute_day_metrics(DayEvents.from_chunks([chunk[:4_000], chunk[4_000:]]), window)
