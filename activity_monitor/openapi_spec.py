@@ -178,7 +178,8 @@ BREAKDOWN_DATA = {
         },
         "users_by_role": {
             "type": "object",
-            "description": "The host's roles seen in the range (role '' is a user without one).",
+            "description": "The host's roles seen in the range; users whose events carry no role "
+            "count as 'unknown'.",
             "additionalProperties": {
                 "type": "object",
                 "required": ["average_daily", "max_daily"],
