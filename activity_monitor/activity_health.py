@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import time
 from typing import Any
 
@@ -12,13 +11,14 @@ from flask import Blueprint, Flask, Response
 from activity_monitor import performance_monitor, rate_limiting
 from activity_monitor.db import open_db
 from activity_monitor.extension import get_state, today
+from activity_monitor.storage import Connection, DatabaseError
 from activity_monitor.trends_cache import get_cache
 
 # More days than this between yesterday and the newest summary means the daily job is not keeping up.
 ALLOWED_DAYS_BEHIND = 1
 
 
-def database_check(conn: sqlite3.Connection, current_day: dt.date) -> dict[str, Any]:
+def database_check(conn: Connection, current_day: dt.date) -> dict[str, Any]:
     """Measure a round trip and report how current the summaries are."""
     started = time.perf_counter()
     try:
@@ -27,7 +27,7 @@ def database_check(conn: sqlite3.Connection, current_day: dt.date) -> dict[str, 
             "SELECT COUNT(*), MAX(date) FROM activity_summary_daily WHERE is_partial = 0"
         ).fetchone()
         has_activity = conn.execute("SELECT 1 FROM user_activity_log LIMIT 1").fetchone() is not None
-    except sqlite3.Error as exc:
+    except DatabaseError as exc:
         return {"status": "unhealthy", "error": f"The database did not answer: {exc}."}
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
     yesterday = current_day - dt.timedelta(days=1)
@@ -37,6 +37,7 @@ def database_check(conn: sqlite3.Connection, current_day: dt.date) -> dict[str, 
         status = "degraded"
     return {
         "status": status,
+        "backend": conn.dialect,
         "latency_ms": latency_ms,
         "summary_rows": rows,
         "latest_summarized_day": latest,
@@ -62,7 +63,7 @@ def scheduler_check(app: Flask) -> dict[str, Any]:
     return manager.health()
 
 
-def health_report(app: Flask, conn: sqlite3.Connection) -> dict[str, Any]:
+def health_report(app: Flask, conn: Connection) -> dict[str, Any]:
     """Return the overall status and every check; unhealthy only when the database fails."""
     checks = {
         "database": database_check(conn, today(app)),
@@ -89,7 +90,7 @@ def healthz() -> Response:
             conn.execute("SELECT 1").fetchone()
         finally:
             conn.close()
-    except sqlite3.Error:
+    except DatabaseError:
         return Response("unavailable\n", status=503, mimetype="text/plain")
     return Response("ok\n", mimetype="text/plain")
 

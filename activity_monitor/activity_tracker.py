@@ -9,7 +9,6 @@ connection (db.AppendConnections), where the insert stays compiled (see bench/).
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 
 from flask import Flask, Response, current_app, g, request
@@ -17,6 +16,7 @@ from flask import Flask, Response, current_app, g, request
 from activity_monitor.db import append_db, discard_append_db
 from activity_monitor.extension import now
 from activity_monitor.identity import current_identity
+from activity_monitor.storage import DatabaseError
 from activity_monitor.timeutil import to_db_timestamp
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def record_event(event: tuple) -> None:
     conn = append_db()
     try:
         conn.execute(INSERT_EVENT, event)
-    except sqlite3.Error:
+    except DatabaseError:
         discard_append_db()
         raise
 
@@ -101,7 +101,7 @@ def track_request(response: Response) -> Response:
     )
     try:
         record_event(event)
-    except sqlite3.Error:
+    except DatabaseError:
         # The user's request already succeeded; failing it now would not bring the
         # row back. Log the whole event so it is never lost silently.
         log.exception("Could not record activity event %r", event)

@@ -21,11 +21,12 @@ from activity_monitor import activity_health, audit, performance_monitor, rate_l
 from activity_monitor.access import admin_required, client_ip
 from activity_monitor.activity_trends_service import ActivityTrendsService, InvalidQuery
 from activity_monitor.daily_summaries import bump_data_version
-from activity_monitor.db import append_db, connect, discard_append_db, get_db
+from activity_monitor.db import append_db, discard_append_db, get_db
 from activity_monitor.errors import json_error
 from activity_monitor.extension import get_state, now, today
 from activity_monitor.identity import current_identity
 from activity_monitor.openapi_spec import build_openapi
+from activity_monitor.storage import Storage
 from activity_monitor.trends_cache import get_cache
 from activity_monitor.trends_query import QueryError, parse_day, parse_flag, parse_metric_list, resolve_range
 
@@ -185,7 +186,7 @@ def export() -> Response:
         },
     )
     daily = stream_daily_values(
-        get_state().database, current_app.config["ACTIVITY_TIMEZONE"], start, end, metrics
+        get_state().storage, current_app.config["ACTIVITY_TIMEZONE"], start, end, metrics
     )
     filename = f"activity_{start}_{end}.{fmt}"
     if fmt == "csv":
@@ -213,11 +214,11 @@ def export_user_name() -> str:
 
 
 def stream_daily_values(
-    database: str, tz_name: str, start: dt.date, end: dt.date, metrics: tuple[str, ...]
+    storage: Storage, tz_name: str, start: dt.date, end: dt.date, metrics: tuple[str, ...]
 ) -> Iterator[dict[str, Any]]:
     """Yield the export rows from a connection of their own: the body is sent after the request's
-    connection has been closed at teardown."""
-    conn = connect(database)
+    connection has been let go at teardown."""
+    conn = storage.connect()
     try:
         yield from ActivityTrendsService(conn, tz_name).iter_daily_values(start, end, metrics)
     finally:

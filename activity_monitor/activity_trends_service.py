@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ import orjson
 
 from activity_monitor.daily_summaries import METRIC_COLUMNS, read_data_version
 from activity_monitor.data_completion import CompletedDays, complete_days
+from activity_monitor.storage import Connection
 from activity_monitor.timeutil import date_range, utc_now
 from activity_monitor.trend_analysis import TrendAnalyzer
 
@@ -87,7 +87,7 @@ class ActivityTrendsService:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         tz_name: str,
         *,
         cache: Any = None,

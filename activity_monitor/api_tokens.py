@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-import sqlite3
 from typing import Any
 
 import click
@@ -22,6 +21,7 @@ from flask.cli import with_appcontext
 from activity_monitor.db import get_db, open_db
 from activity_monitor.extension import get_state, now
 from activity_monitor.identity import Identity
+from activity_monitor.storage import Connection
 from activity_monitor.timeutil import parse_db_timestamp, to_db_timestamp, utc_now
 
 TOKEN_PREFIX = "amt_"
@@ -60,19 +60,20 @@ def load_host_user(user_ref: str) -> Identity | None:
 
 
 def create_token(
-    conn: sqlite3.Connection, user_id: int | str, name: str, at: dt.datetime | None = None
+    conn: Connection, user_id: int | str, name: str, at: dt.datetime | None = None
 ) -> tuple[int, str]:
     """Create a token acting for a host user id (created ``at``, default now); returns its id
     and the only copy of the token."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    cursor = conn.execute(
-        "INSERT INTO activity_api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)",
+    row = conn.execute(
+        "INSERT INTO activity_api_tokens (user_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)"
+        " RETURNING id",
         (user_id, name, hash_secret(token), to_db_timestamp(at or utc_now())),
-    )
-    return int(cursor.lastrowid), token
+    ).fetchone()
+    return int(row[0]), token
 
 
-def revoke_token(conn: sqlite3.Connection, token_id: int, at: dt.datetime | None = None) -> bool:
+def revoke_token(conn: Connection, token_id: int, at: dt.datetime | None = None) -> bool:
     """Revoke a token (``at``, default now); returns False when no live token has that id."""
     cursor = conn.execute(
         "UPDATE activity_api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
@@ -81,7 +82,7 @@ def revoke_token(conn: sqlite3.Connection, token_id: int, at: dt.datetime | None
     return cursor.rowcount == 1
 
 
-def list_tokens(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def list_tokens(conn: Connection) -> list[dict[str, Any]]:
     """Return every token's id, user, label and dates (never the token), newest first."""
     rows = conn.execute(
         """

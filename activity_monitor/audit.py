@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from typing import Any
 
 from blinker import Namespace
 from flask import current_app
 
 from activity_monitor.extension import now
+from activity_monitor.storage import Connection
 from activity_monitor.timeutil import to_db_timestamp
 
 UNAUTHORIZED_ACCESS_ATTEMPT = "UNAUTHORIZED_ACCESS_ATTEMPT"
@@ -28,7 +28,7 @@ audit_recorded = signals.signal("activity-monitor-audit-recorded")
 
 
 def record(
-    conn: sqlite3.Connection,
+    conn: Connection,
     action: str,
     *,
     user_id: int | str | None,
@@ -38,12 +38,13 @@ def record(
     """Write one audit row at the app's clock, then send it as the audit_recorded signal;
     returns the row's id."""
     created_at = to_db_timestamp(now())
-    cursor = conn.execute(
-        "INSERT INTO activity_audit_log (user_id, action, details, ip_address, created_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (user_id, action, json.dumps(details or {}, sort_keys=True), ip_address, created_at),
+    row_id = int(
+        conn.execute(
+            "INSERT INTO activity_audit_log (user_id, action, details, ip_address, created_at)"
+            " VALUES (?, ?, ?, ?, ?) RETURNING id",
+            (user_id, action, json.dumps(details or {}, sort_keys=True), ip_address, created_at),
+        ).fetchone()[0]
     )
-    row_id = int(cursor.lastrowid)
     send_recorded(
         id=row_id,
         action=action,
@@ -72,7 +73,7 @@ def send_recorded(**row: Any) -> None:
 
 
 def record_unauthorized_attempt(
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     user_id: int | str | None,
     ip_address: str | None,
@@ -86,12 +87,12 @@ def record_unauthorized_attempt(
     """
     since = to_db_timestamp(now() - dt.timedelta(minutes=1))
     recent = conn.execute(
-        """
+        f"""
         SELECT 1 FROM activity_audit_log
         WHERE action = ?
           AND created_at >= ?
-          AND user_id IS ?
-          AND json_extract(details, '$.endpoint') = ?
+          AND user_id IS NOT DISTINCT FROM ?
+          AND {conn.storage.json_text("details", "endpoint")} = ?
         LIMIT 1
         """,
         (UNAUTHORIZED_ACCESS_ATTEMPT, since, user_id, endpoint),

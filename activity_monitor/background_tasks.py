@@ -190,14 +190,15 @@ class BackgroundTaskManager:
         try:
             conn = open_db(self.app)
             try:
-                cursor = conn.execute(
+                row = conn.execute(
                     """
                     INSERT INTO activity_job_runs (job, started_at, status, host, pid)
                     VALUES (?, ?, 'running', ?, ?)
+                    RETURNING id
                     """,
                     (name, to_db_timestamp(started_at), socket.gethostname(), os.getpid()),
-                )
-                return int(cursor.lastrowid)
+                ).fetchone()
+                return int(row[0])
             finally:
                 conn.close()
         except Exception:
@@ -343,6 +344,7 @@ class BackgroundTaskManager:
             "leader": self.is_leader,
             "role": "leader" if self.is_leader else "follower",
             "pid": os.getpid(),
+            "host": socket.gethostname(),
             "lock": lock,
             "jobs": {name: state.as_dict() for name, state in self.jobs.items()},
         }

@@ -14,8 +14,11 @@ import zoneinfo
 from typing import Any
 
 DEFAULTS: dict[str, Any] = {
-    # The monitor's database: a SQLite file path or sqlite:///path (None: instance/activity.sqlite3).
+    # The monitor's database: a SQLite file path or sqlite:///path, or postgresql://user@host/db for
+    # several hosts (the postgres extra) (None: instance/activity.sqlite3).
     "ACTIVITY_DATABASE": None,
+    # Most connections each process's PostgreSQL pool opens (unused on SQLite).
+    "ACTIVITY_DATABASE_POOL_SIZE": 10,
     # URL prefix of the JSON API.
     "ACTIVITY_API_PREFIX": "/api/admin/activity",
     # Path of the admin page.
@@ -71,7 +74,8 @@ DEFAULTS: dict[str, Any] = {
     "ACTIVITY_TRUSTED_PROXIES": 0,
     # Requests slower than this (ms) log a warning, per endpoint.
     "ACTIVITY_SLOW_MS": {"trends": 2000, "export": 5000, "default": 2000},
-    # Leader lock for background jobs: file:// (beside the database) or redis://… (None: Redis URL or file).
+    # Leader lock for background jobs: file:// (beside the database), redis://… or postgresql://…
+    # (None: the database's advisory lock on PostgreSQL, else the Redis URL, else the file).
     "ACTIVITY_LEADER_LOCK_URL": None,
     # Seconds a Redis leader lock lives unless its holder renews it.
     "ACTIVITY_LEADER_LOCK_TTL": 30,
@@ -148,6 +152,7 @@ def validate_config(config: dict[str, Any]) -> None:
         "ACTIVITY_SCHEDULER_TICK_SECONDS",
         "ACTIVITY_CACHE_WARM_MINUTES",
         "ACTIVITY_CACHE_CLEANUP_MINUTES",
+        "ACTIVITY_DATABASE_POOL_SIZE",
     ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -164,8 +169,11 @@ def validate_config(config: dict[str, Any]) -> None:
             f"({MAX_IDLE_MINUTES}); late events could then change days the summaries do not watch."
         )
     lock_url = config["ACTIVITY_LEADER_LOCK_URL"]
-    if lock_url is not None and not str(lock_url).startswith(("file://", "redis://", "rediss://", "unix://")):
-        raise ConfigError(f"ACTIVITY_LEADER_LOCK_URL={lock_url!r} must start with file:// or redis://.")
+    lock_schemes = ("file://", "redis://", "rediss://", "unix://", "postgresql://", "postgres://")
+    if lock_url is not None and not str(lock_url).startswith(lock_schemes):
+        raise ConfigError(
+            f"ACTIVITY_LEADER_LOCK_URL={lock_url!r} must start with file://, redis:// or postgresql://."
+        )
     from activity_monitor.redis_client import require_redis
 
     for key in (
@@ -192,9 +200,8 @@ def validate_config(config: dict[str, Any]) -> None:
     if config["ACTIVITY_CLOCK"] is not None and not callable(config["ACTIVITY_CLOCK"]):
         raise ConfigError("ACTIVITY_CLOCK must be a callable returning an aware UTC datetime, or None.")
     database = config["ACTIVITY_DATABASE"]
+    accepted = "a SQLite file path, sqlite:///path or postgresql://user@host:port/database"
     if not isinstance(database, str) or not database:
-        raise ConfigError(f"ACTIVITY_DATABASE={database!r} must be a SQLite file path or sqlite:///path.")
-    if "://" in database and not database.startswith("sqlite:///"):
-        raise ConfigError(
-            f"ACTIVITY_DATABASE={database!r} is not supported; give a SQLite file path or sqlite:///path."
-        )
+        raise ConfigError(f"ACTIVITY_DATABASE={database!r} must be {accepted}.")
+    if "://" in database and not database.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError(f"ACTIVITY_DATABASE={database!r} is not supported; give {accepted}.")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from flask import Flask
 
 from activity_monitor.config import MAX_IDLE_MINUTES
 from activity_monitor.db import open_db, transaction
+from activity_monitor.storage import Connection
 from activity_monitor.summary_metrics import (
     COUNTED_API_CALL,
     DayEvents,
@@ -90,7 +90,7 @@ EVENTS_SQL = f"""
            CASE
                WHEN timestamp < :day_start THEN NULL
                WHEN action_type = 'page_view' THEN page_url
-               WHEN action_type = 'api_call' THEN {COUNTED_API_CALL}
+               WHEN action_type = 'api_call' THEN '{COUNTED_API_CALL}'
            END
     FROM user_activity_log
     WHERE timestamp >= :window_start
@@ -103,20 +103,20 @@ class RawDataPurgedError(ValueError):
     """Raised when asked to summarize a day whose raw events the retention purge deleted."""
 
 
-def read_data_version(conn: sqlite3.Connection) -> int:
+def read_data_version(conn: Connection) -> int:
     """Return the current data version of the summaries (0 before any change)."""
     row = conn.execute("SELECT version FROM activity_data_version WHERE id = 1").fetchone()
     return int(row[0]) if row else 0
 
 
-def bump_data_version(conn: sqlite3.Connection) -> int:
+def bump_data_version(conn: Connection) -> int:
     """Increase the data version by one (in the caller's transaction, if any); return the new one."""
     rows = conn.execute(
         """
         INSERT INTO activity_data_version (id, version, updated_at)
         VALUES (1, 1, :now)
         ON CONFLICT(id) DO UPDATE SET
-            version = version + 1,
+            version = activity_data_version.version + 1,
             updated_at = :now
         RETURNING version
         """,
@@ -184,7 +184,7 @@ class DailySummaryProcessor:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         tz_name: str,
         idle_minutes: int,
         clock: Callable[[], dt.datetime] | None = None,

@@ -1,24 +1,21 @@
 """Bulk loading of past events into user_activity_log: for imports, replays and demo data.
 
-One transaction for the whole load: all or nothing. It loads through a rollback
-journal when no other connection is open (rows go straight into the file instead
-of into the WAL and again at the checkpoint), without the per-row late-data
-triggers (the final days it touched are marked dirty at the end instead), and in
-multi-row INSERTs of ``ROWS_PER_STATEMENT`` rows (one statement step per many rows
-is about 1.5 times faster than ``executemany`` row by row).
+One transaction for the whole load: all or nothing. The storage backend loads the rows its
+fastest way (SQLite: multi-row INSERTs through a rollback journal; PostgreSQL: COPY), without
+the per-row late-data triggers: the final days the load touched are marked dirty at the end.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from flask import Flask
 
-from activity_monitor.db import bulk_load_journal, open_db, transaction
+from activity_monitor.db import open_db
 from activity_monitor.late_data import LoadedSpan, late_data_triggers_suspended
+from activity_monitor.storage import Connection
 
 # The columns an import gives, in this order (see README: Importing events).
 EVENT_COLUMNS = (
@@ -33,17 +30,12 @@ EVENT_COLUMNS = (
     "ip_address",
     "user_agent",
 )
-ROWS_PER_STATEMENT = 100
-# Page cache (KiB) of the loading connection while it loads.
-LOAD_CACHE_KIB = 64 * 1024
-INSERT_HEAD = f"INSERT INTO user_activity_log ({', '.join(EVENT_COLUMNS)}) VALUES "
-ROW_PLACEHOLDERS = "(" + ", ".join("?" * len(EVENT_COLUMNS)) + ")"
 
 
 class EventImport:
     """Adds batches of events inside one bulk-load transaction (see :func:`bulk_import_events`)."""
 
-    def __init__(self, conn: sqlite3.Connection, span: LoadedSpan):
+    def __init__(self, conn: Connection, span: LoadedSpan):
         self.conn = conn
         self.span = span
         self.count = 0
@@ -53,24 +45,13 @@ class EventImport:
         'YYYY-MM-DD HH:MM:SS.ffffff' in ascending order; return how many."""
         if len(columns) != len(EVENT_COLUMNS):
             raise ValueError(f"Give {len(EVENT_COLUMNS)} columns: {', '.join(EVENT_COLUMNS)}.")
-        width, count = len(EVENT_COLUMNS), len(columns[0])
+        count = len(columns[0])
         if count == 0:
             return 0
-        flat: list[Any] = [None] * (width * count)
-        for i, column in enumerate(columns):
+        for name, column in zip(EVENT_COLUMNS, columns, strict=True):
             if len(column) != count:
-                raise ValueError(f"Column {EVENT_COLUMNS[i]} has {len(column)} values, not {count}.")
-            flat[i::width] = column
-        step = width * ROWS_PER_STATEMENT
-        full = count // ROWS_PER_STATEMENT * step
-        self.conn.executemany(
-            INSERT_HEAD + ", ".join([ROW_PLACEHOLDERS] * ROWS_PER_STATEMENT),
-            [flat[i : i + step] for i in range(0, full, step)],
-        )
-        if full < len(flat):
-            self.conn.execute(
-                INSERT_HEAD + ", ".join([ROW_PLACEHOLDERS] * ((len(flat) - full) // width)), flat[full:]
-            )
+                raise ValueError(f"Column {name} has {len(column)} values, not {count}.")
+        self.conn.storage.insert_events(self.conn, EVENT_COLUMNS, columns)
         timestamps = columns[EVENT_COLUMNS.index("timestamp")]
         self.span.include(min(timestamps), max(timestamps))
         self.count += count
@@ -82,13 +63,7 @@ def bulk_import_events(app: Flask | None = None) -> Iterator[EventImport]:
     """Open one bulk-load transaction on the monitor's database and yield an :class:`EventImport`."""
     conn = open_db(app)
     try:
-        with bulk_load_journal(conn), transaction(conn), late_data_triggers_suspended(conn) as span:
-            cache_size = conn.execute("PRAGMA cache_size").fetchone()[0]
-            # Session ids are random, so their rows land all over: keep the pages in memory.
-            conn.execute(f"PRAGMA cache_size=-{LOAD_CACHE_KIB}")
-            try:
-                yield EventImport(conn, span)
-            finally:
-                conn.execute(f"PRAGMA cache_size={int(cache_size)}")
+        with conn.storage.bulk_load(conn), conn.transaction(), late_data_triggers_suspended(conn) as span:
+            yield EventImport(conn, span)
     finally:
         conn.close()

@@ -22,14 +22,15 @@ from activity_monitor.identity import (
     UserLoader,
     default_is_admin,
 )
+from activity_monitor.storage import open_storage
 from activity_monitor.timeutil import local_today, utc_now
 
 if TYPE_CHECKING:
     from flask_limiter import Limiter
 
     from activity_monitor.background_tasks import BackgroundTaskManager
-    from activity_monitor.db import AppendConnections
     from activity_monitor.performance_monitor import PerformanceMonitor
+    from activity_monitor.storage import Storage
     from activity_monitor.trends_cache import Cache
 
 EXTENSION_NAME = "activity_monitor"
@@ -41,10 +42,11 @@ class MonitorState:
     """Everything the monitor keeps for one app."""
 
     monitor: ActivityMonitor
+    # The database as health shows it: the SQLite file's path, or the URL without its password.
     database: str
     install_id: str
     redis_prefix: str
-    append: AppendConnections
+    storage: Storage
     cache: Cache | None = None
     limiter: Limiter | None = None
     performance: PerformanceMonitor | None = None
@@ -73,11 +75,6 @@ def today(app: Flask | None = None) -> dt.date:
     """Return the current local day in ACTIVITY_TIMEZONE by the app's clock."""
     app = app or current_app
     return local_today(app.config["ACTIVITY_TIMEZONE"], now(app))
-
-
-def database_path(value: str) -> str:
-    """Return the file path of an ACTIVITY_DATABASE value (a path or sqlite:///path)."""
-    return value[len("sqlite:///") :] if value.startswith("sqlite:///") else value
 
 
 class ActivityMonitor:
@@ -155,10 +152,11 @@ class ActivityMonitor:
             trends_cache,
         )
 
-        database = database_path(config["ACTIVITY_DATABASE"])
-        directory = os.path.dirname(os.path.abspath(database))
-        os.makedirs(directory, exist_ok=True)
-        conn = db.connect(database)
+        storage = open_storage(config["ACTIVITY_DATABASE"], pool_size=config["ACTIVITY_DATABASE_POOL_SIZE"])
+        if storage.dialect == "sqlite":
+            os.makedirs(os.path.dirname(os.path.abspath(storage.target)), exist_ok=True)
+        # A connection outside any pool: a gunicorn master that preloads the app must fork none.
+        conn = storage.direct_connection()
         try:
             db.apply_migrations(conn)
             install_id = db.read_install_id(conn)
@@ -167,11 +165,11 @@ class ActivityMonitor:
 
         state = MonitorState(
             monitor=self,
-            database=database,
+            database=storage.target,
             install_id=install_id,
             # The install id follows the configured prefix, so two installs sharing one Redis never meet.
             redis_prefix=f"{config['ACTIVITY_REDIS_PREFIX']}{install_id}:",
-            append=db.AppendConnections(database),
+            storage=storage,
         )
         app.extensions[EXTENSION_NAME] = state
         db.init_app(app)

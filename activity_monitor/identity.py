@@ -48,9 +48,14 @@ class Identity:
     @property
     def stored_user_id(self) -> int | str:
         """Return the id as stored: digit strings become ints, so '42' and 42 are one user."""
-        if isinstance(self.user_id, str) and self.user_id.isdigit() and len(self.user_id) < 19:
-            return int(self.user_id)
-        return self.user_id
+        return stored_user_id(self.user_id)
+
+
+def stored_user_id(user_id: int | str) -> int | str:
+    """Return a host user id in its stored form: digit strings (shorter than 19 digits) as ints."""
+    if isinstance(user_id, str) and user_id.isdigit() and len(user_id) < 19:
+        return int(user_id)
+    return user_id
 
 
 def default_is_admin(identity: Identity) -> bool:

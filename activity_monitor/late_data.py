@@ -2,16 +2,17 @@
 
 The triggers of migrations 002 and 006 mark a day dirty when an event lands in a
 day that already has a final summary. Firing them for each of a million
-bulk-loaded rows costs a seventh of the load; a bulk load instead drops them,
-inserts, puts them back and marks every day its rows could touch, all in the
-caller's transaction.
+bulk-loaded rows costs a seventh of the load; a bulk load instead has the storage
+backend keep them quiet, inserts, and marks every day its rows could touch, all in
+the caller's transaction.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from activity_monitor.storage import Connection
 
 
 class LoadedSpan:
@@ -28,7 +29,7 @@ class LoadedSpan:
 
 
 @contextmanager
-def late_data_triggers_suspended(conn: sqlite3.Connection) -> Iterator[LoadedSpan]:
+def late_data_triggers_suspended(conn: Connection) -> Iterator[LoadedSpan]:
     """Run a bulk insert of events without the per-row triggers; the caller widens the yielded
     span to the timestamps it inserted.
 
@@ -37,25 +38,20 @@ def late_data_triggers_suspended(conn: sqlite3.Connection) -> Iterator[LoadedSpa
     """
     if not conn.in_transaction:
         raise RuntimeError("Suspend the late-data triggers only inside a transaction.")
-    triggers = conn.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'user_activity_log'"
-    ).fetchall()
-    for name, _ in triggers:
-        conn.execute(f'DROP TRIGGER "{name}"')
     span = LoadedSpan()
-    yield span
-    for _, sql in triggers:
-        conn.execute(sql)
+    with conn.storage.late_data_triggers_suspended(conn):
+        yield span
     if span.first is None:
         return
     conn.execute(
         """
-        INSERT OR IGNORE INTO activity_dirty_days (date)
+        INSERT INTO activity_dirty_days (date)
         SELECT date
         FROM activity_summary_daily
         WHERE is_partial = 0
           AND utc_end > ?
           AND window_start_utc <= ?
+        ON CONFLICT (date) DO NOTHING
         """,
         (span.first, span.last),
     )

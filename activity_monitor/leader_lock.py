@@ -1,13 +1,16 @@
 """Leader election for background jobs: one process among all workers runs them.
 
 On one host an ``fcntl.flock`` on a file beside the database is enough, and the
-kernel releases it the moment the holder dies. Across hosts a Redis key with a
-TTL, renewed while held, does the same job; a dead holder's key expires.
+kernel releases it the moment the holder dies. Across hosts, PostgreSQL's session
+advisory lock (``pg_try_advisory_lock``) on a connection of its own does the same: the
+server releases it when the holder's session ends. A Redis key with a TTL, renewed
+while held, also works; a dead holder's key expires.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import secrets
@@ -173,12 +176,114 @@ class RedisLeaderLock:
         self.reachable = False
 
 
+class PostgresLeaderLock:
+    """A session advisory lock on a dedicated connection; the server releases it when the
+    holder's session ends: at once when its process dies, and within about 20 s (TCP
+    keepalive) when its host drops off the network."""
+
+    kind = "postgresql"
+
+    # Server-side keepalive of the lock's session: probe after 10 s idle, every 3 s, 3 times.
+    SESSION_SETTINGS = (
+        "SET tcp_keepalives_idle = 10",
+        "SET tcp_keepalives_interval = 3",
+        "SET tcp_keepalives_count = 3",
+    )
+
+    def __init__(self, url: str, name: str):
+        self.url = url
+        self.name = name
+        # pg_try_advisory_lock takes one bigint: the first 8 bytes of the name's SHA-256.
+        self.key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+        self.conn: Any = None
+        self.held = False
+        self.reachable = True
+
+    def connect(self) -> Any:
+        """Open the lock's own connection (short timeouts: a dead server must not stall ticks)."""
+        import psycopg
+
+        conn = psycopg.connect(
+            self.url, autocommit=True, connect_timeout=2, keepalives_idle=10, tcp_user_timeout=5000
+        )
+        for statement in self.SESSION_SETTINGS:
+            conn.execute(statement)
+        return conn
+
+    def acquire(self) -> bool:
+        """Take the advisory lock if no session holds it."""
+        import psycopg
+
+        if self.held:
+            return self.renew()
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = self.connect()
+            row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+            self.held = bool(row[0])
+            self.reachable = True
+        except psycopg.Error as exc:
+            self._unreachable(exc)
+        return self.held
+
+    def renew(self) -> bool:
+        """The lock lives as long as its session: check that the session still answers."""
+        import psycopg
+
+        if not self.held:
+            return False
+        try:
+            self.conn.execute("SELECT 1")
+            self.reachable = True
+        except psycopg.Error as exc:
+            # The session is gone or unreachable, and with it (on the server) the lock.
+            self._unreachable(exc)
+        return self.held
+
+    def release(self) -> None:
+        """Unlock and close the lock's connection."""
+        import psycopg
+
+        if self.conn is not None:
+            try:
+                if self.held and not self.conn.closed:
+                    self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+            except psycopg.Error:
+                pass
+            finally:
+                self.conn.close()
+                self.conn = None
+        self.held = False
+
+    def describe(self) -> dict[str, Any]:
+        """Return the lock's key and whether the server answered last time."""
+        return {"kind": self.kind, "key": self.key, "name": self.name, "reachable": self.reachable}
+
+    def _unreachable(self, exc: Exception) -> None:
+        if self.reachable:
+            log.warning(
+                "Leader lock: PostgreSQL is unreachable (%s); background jobs pause until it returns.", exc
+            )
+        self.reachable = False
+        self.held = False
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
 def lock_for_config(config: Any, database: str, redis_prefix: str) -> LeaderLock:
-    """Return the lock the config asks for: ACTIVITY_LEADER_LOCK_URL, else Redis when
-    ACTIVITY_REDIS_URL is set, else a file beside the database. A Redis key carries the
-    install's prefix, so each install elects its own leader."""
-    url = config["ACTIVITY_LEADER_LOCK_URL"] or config["ACTIVITY_REDIS_URL"] or "file://"
+    """Return the lock the config asks for: ACTIVITY_LEADER_LOCK_URL; else the database's advisory
+    lock on PostgreSQL; else Redis when ACTIVITY_REDIS_URL is set; else a file beside the SQLite
+    database. The lock's name carries the install's prefix, so each install elects its own leader."""
+    from activity_monitor.storage import is_postgres_url
+
+    url = config["ACTIVITY_LEADER_LOCK_URL"]
+    if url is None and is_postgres_url(config["ACTIVITY_DATABASE"]):
+        url = config["ACTIVITY_DATABASE"]
+    url = url or config["ACTIVITY_REDIS_URL"] or "file://"
     if url.startswith("file://"):
         path = url[len("file://") :] or database + ".leader.lock"
         return FileLeaderLock(path)
+    if is_postgres_url(url):
+        return PostgresLeaderLock(url, redis_prefix + "leader")
     return RedisLeaderLock.from_url(url, redis_prefix + "leader", config["ACTIVITY_LEADER_LOCK_TTL"])

@@ -12,7 +12,6 @@ writers wait for one batch at most.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ from typing import Any
 
 from activity_monitor.daily_summaries import DailySummaryProcessor, bound_text, bump_data_version
 from activity_monitor.db import transaction
+from activity_monitor.storage import Connection
 from activity_monitor.summary_metrics import DayWindow
 from activity_monitor.timeutil import date_range, to_db_timestamp, utc_now
 
@@ -71,16 +71,17 @@ class PurgeReport:
 
 
 def delete_in_batches(
-    conn: sqlite3.Connection, table: str, where: str, params: tuple[Any, ...], batch_size: int
+    conn: Connection, table: str, where: str, params: tuple[Any, ...], batch_size: int
 ) -> int:
-    """Delete the rows of a table matching a condition, batch by batch; return how many."""
+    """Delete the rows of a table matching a condition, batch by batch, by its id column (SQLite's
+    rowid); return how many."""
     deleted = 0
     while True:
         cursor = conn.execute(
             f"""
             DELETE FROM {table}
-            WHERE rowid IN (
-                SELECT rowid
+            WHERE id IN (
+                SELECT id
                 FROM {table}
                 WHERE {where}
                 LIMIT ?
@@ -98,7 +99,7 @@ class RetentionPurge:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         policy: RetentionPolicy,
         clock: Callable[[], dt.datetime] | None = None,
     ):

@@ -32,10 +32,11 @@ OFFSET_PROBE_STEP = dt.timedelta(minutes=15)
 
 # The columns of the rows that daily_summaries reads. COUNTED says what an event of the day itself
 # adds to the day's counts: the page of a page view, COUNTED_API_CALL for an API call (never a
-# page, which is text), None for anything else. One column for both is one value fewer per row
+# page, whose path starts with /; text like the pages, as PostgreSQL wants one type per column),
+# None for anything else. One column for both is one value fewer per row
 # to fetch, a tenth of a day's read.
 USER_ID, TIMESTAMP, SESSION_ID, ROLE, COUNTED = (itemgetter(column) for column in range(5))
-COUNTED_API_CALL = 0
+COUNTED_API_CALL = ""
 # The session id of events whose host gave no session key: their sessions are derived from gaps.
 NO_SESSION = ""
 # How user_distribution names users whose events carry no role.
