@@ -29,10 +29,14 @@ run: $(VENV)/.installed
 	$(FLASK) activity backfill
 	FLASK_ACTIVITY_BACKGROUND_TASKS=true $(FLASK) run --host $(HOST) --port $(PORT)
 
-## test: set up with dev tools, lint, run the whole suite
+## test: set up with dev tools, lint, run the whole suite on SQLite, then again on PostgreSQL
+## (TEST_POSTGRES_URL, default the local server; that run is skipped when none answers, unless REQUIRE_POSTGRES=1)
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	@if [ "$(REQUIRE_POSTGRES)" = "1" ] || $(BIN)/python tests/postgres_support.py; then \
+	  $(BIN)/python -m pytest --backend=postgresql; \
+	else echo "No PostgreSQL answers at $${TEST_POSTGRES_URL:-the local server}: the PostgreSQL run is skipped."; fi
 
 $(MIN_VENV)/.installed: requirements-min.txt
 	$(PYTHON) -m venv $(MIN_VENV)

@@ -9,11 +9,11 @@ unless it is given one.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 import zoneinfo
 from typing import Any
 
 from activity_monitor.daily_summaries import DailySummaryProcessor
+from activity_monitor.storage import Connection
 from activity_monitor.timeutil import to_db_timestamp
 
 UTC = dt.UTC
@@ -23,18 +23,22 @@ LATER = dt.datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
 ROLE_REGISTRY = "test_user_roles"
 
 
-def add_user(conn: sqlite3.Connection, role: str) -> int:
+def add_user(conn: Connection, role: str) -> int:
     """Register a new user id with a role in the test-only registry and return the id."""
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {ROLE_REGISTRY} (id INTEGER PRIMARY KEY, role TEXT NOT NULL)")
-    return int(conn.execute(f"INSERT INTO {ROLE_REGISTRY} (role) VALUES (?)", (role,)).lastrowid)
+    if not conn.storage.has_table(conn, ROLE_REGISTRY):
+        conn.execute(f"CREATE TABLE {ROLE_REGISTRY} (id INTEGER PRIMARY KEY, role TEXT NOT NULL)")
+    next_id = conn.execute(f"SELECT COALESCE(MAX(id), 0) + 1 FROM {ROLE_REGISTRY}").fetchone()[0]
+    conn.execute(f"INSERT INTO {ROLE_REGISTRY} (id, role) VALUES (?, ?)", (next_id, role))
+    return int(next_id)
 
 
-def registered_role(conn: sqlite3.Connection, user_id: int | str) -> str:
+def registered_role(conn: Connection, user_id: int | str) -> str:
     """Return the role add_user registered for an id, or '' (no role) for an unregistered one."""
-    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (ROLE_REGISTRY,)).fetchone()
-    if not exists:
+    if not conn.storage.has_table(conn, ROLE_REGISTRY):
         return ""
-    row = conn.execute(f"SELECT role FROM {ROLE_REGISTRY} WHERE id = ?", (user_id,)).fetchone()
+    row = conn.execute(
+        f"SELECT role FROM {ROLE_REGISTRY} WHERE CAST(id AS TEXT) = ?", (str(user_id),)
+    ).fetchone()
     return row[0] if row else ""
 
 
@@ -49,7 +53,7 @@ def local(text: str, tz_name: str) -> dt.datetime:
 
 
 def add_event(
-    conn: sqlite3.Connection,
+    conn: Connection,
     moment: dt.datetime | str,
     user_id: int | str,
     session: str = "s1",
@@ -72,7 +76,7 @@ def add_event(
 
 
 def processor(
-    conn: sqlite3.Connection,
+    conn: Connection,
     tz_name: str = "UTC",
     idle_minutes: int = 5,
     now: dt.datetime = LATER,
@@ -84,12 +88,12 @@ def processor(
     )
 
 
-def summary(conn: sqlite3.Connection, day: dt.date | str) -> dict[str, Any] | None:
+def summary(conn: Connection, day: dt.date | str) -> dict[str, Any] | None:
     """Return a day's summary row as a dict, or None."""
     row = conn.execute("SELECT * FROM activity_summary_daily WHERE date = ?", (str(day),)).fetchone()
     return dict(row) if row else None
 
 
-def dirty_days(conn: sqlite3.Connection) -> list[str]:
+def dirty_days(conn: Connection) -> list[str]:
     """Return the dates marked dirty, in order."""
     return [row[0] for row in conn.execute("SELECT date FROM activity_dirty_days ORDER BY date")]

@@ -1,5 +1,6 @@
-"""Shared fixtures: a fresh SQLite file per test, the demo host with the monitor, its clients,
-logins, and a clock that stands still unless a test moves it."""
+"""Shared fixtures: a fresh database per test (a SQLite file, or a PostgreSQL schema under
+``--backend=postgresql``), the demo host with the monitor, its clients, logins, and a clock
+that stands still unless a test moves it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+import postgres_support
 from activity_monitor import api_tokens
 from activity_monitor.db import connect
 from app import create_app
@@ -50,6 +52,145 @@ class TestClock:
         return self.now.astimezone(zoneinfo.ZoneInfo(tz_name)).date()
 
 
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backend",
+        choices=BACKENDS,
+        default=os.environ.get("TEST_BACKEND", "sqlite"),
+        help="Database backend of the monitor in every test (default: TEST_BACKEND, else sqlite).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only: runs in the default (SQLite) run only: the test is about SQLite itself, or does "
+        "not depend on the backend, or uses PostgreSQL on its own whatever --backend says",
+    )
+    config.addinivalue_line("markers", "postgres_only: the test is about PostgreSQL itself")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the tests of the other backend's own machinery (they run in its run)."""
+    other = "postgres_only" if config.getoption("--backend") == "sqlite" else "sqlite_only"
+    kept = [item for item in items if other not in item.keywords]
+    if len(kept) != len(items):
+        config.hook.pytest_deselected(items=[item for item in items if other in item.keywords])
+        items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend this run tests: sqlite or postgresql."""
+    return request.config.getoption("--backend")
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres_support.ThrowawayDatabase]:
+    """This run's throwaway PostgreSQL database (skipped, or failed under REQUIRE_POSTGRES=1,
+    when no server answers); dropped at the end of the run."""
+    reason = postgres_support.unavailable_reason()
+    if reason is not None:
+        if os.environ.get("REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"{reason} and REQUIRE_POSTGRES=1")
+        pytest.skip(reason)
+    database = postgres_support.ThrowawayDatabase()
+    yield database
+    database.drop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: postgres_support.ThrowawayDatabase) -> Iterator[str]:
+    """The URL of an empty PostgreSQL schema of this test's own."""
+    schema, url = postgres_server.new_schema()
+    yield url
+    postgres_server.drop_schema(schema)
+
+
+@pytest.fixture
+def monitor_database(request: pytest.FixtureRequest, backend: str, tmp_path) -> str:
+    """ACTIVITY_DATABASE of this test: its SQLite file, or its PostgreSQL schema."""
+    if backend == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return str(tmp_path / "activity.sqlite3")
+
+
+@pytest.fixture
+def another_database(request: pytest.FixtureRequest, backend: str, tmp_path) -> Iterator[str]:
+    """A second, empty database on the run's backend (another install beside this test's)."""
+    if backend == "sqlite":
+        yield str(tmp_path / "another.sqlite3")
+        return
+    server = request.getfixturevalue("postgres_server")
+    schema, url = server.new_schema()
+    yield url
+    server.drop_schema(schema)
+
+
+@pytest.fixture
+def new_database(request: pytest.FixtureRequest, backend: str, tmp_path) -> Iterator[Callable[[str], str]]:
+    """Return a factory of further empty databases on the run's backend, one per name (a SQLite
+    file named so, or a fresh PostgreSQL schema); the schemas are dropped at the end."""
+    made: dict[str, str] = {}
+    schemas: list[str] = []
+
+    def make(name: str) -> str:
+        if name not in made:
+            if backend == "sqlite":
+                made[name] = str(tmp_path / f"{name}.sqlite3")
+            else:
+                schema, made[name] = request.getfixturevalue("postgres_server").new_schema()
+                schemas.append(schema)
+        return made[name]
+
+    yield make
+    if schemas:
+        server = request.getfixturevalue("postgres_server")
+        for schema in schemas:
+            server.drop_schema(schema)
+
+
+@pytest.fixture
+def unreachable_storage(backend: str, tmp_path) -> Iterator[Any]:
+    """A storage of the run's backend whose database cannot be opened (a missing folder, a port
+    nobody listens on)."""
+    from activity_monitor.storage import open_storage
+
+    if backend == "sqlite":
+        storage = open_storage(str(tmp_path / "missing-dir" / "activity.sqlite3"))
+    else:
+        storage = open_storage("postgresql://postgres@127.0.0.1:1/nowhere")
+        storage.connect_timeout = 1
+    yield storage
+    storage.close()
+
+
+@pytest.fixture(autouse=True)
+def storages_closed(monkeypatch: pytest.MonkeyPatch, backend: str) -> Iterator[None]:
+    """Close, at the end of each test, every PostgreSQL pool the apps of the test opened (apps
+    built outside make_app included), so a long run never runs out of server connections."""
+    if backend != "postgresql":
+        yield
+        return
+    from activity_monitor import extension
+
+    opened: list[Any] = []
+
+    def open_and_remember(*args: Any, **kwargs: Any) -> Any:
+        storage = opening(*args, **kwargs)
+        opened.append(storage)
+        return storage
+
+    opening = extension.open_storage
+    monkeypatch.setattr(extension, "open_storage", open_and_remember)
+    yield
+    for storage in opened:
+        storage.close()
+
+
 @pytest.fixture
 def clock() -> TestClock:
     """The clock every app of the test runs on."""
@@ -57,21 +198,34 @@ def clock() -> TestClock:
 
 
 @pytest.fixture
-def make_app(tmp_path, clock) -> Callable[..., Flask]:
-    """Return a factory building apps on this test's own database file and clock."""
+def make_app(tmp_path, clock, monitor_database) -> Iterator[Callable[..., Flask]]:
+    """Return a factory building apps on this test's own database and clock (the host's users
+    in a SQLite file, the monitor's tables in ``monitor_database``)."""
+    built: list[Flask] = []
 
     def build(**overrides: Any) -> Flask:
         config = {
             "TESTING": True,
             "DATABASE": str(tmp_path / "activity.sqlite3"),
+            "ACTIVITY_DATABASE": monitor_database,
             "SECRET_KEY": "test-secret",
             "ACTIVITY_BACKGROUND_TASKS": False,
             "ACTIVITY_CLOCK": clock,
         }
+        if "DATABASE" in overrides and "ACTIVITY_DATABASE" not in overrides and "://" not in monitor_database:
+            config["ACTIVITY_DATABASE"] = overrides["DATABASE"]
         config.update(overrides)
-        return create_app(config)
+        app = create_app(config)
+        built.append(app)
+        return app
 
-    return build
+    yield build
+    for app in built:
+        state = app.extensions.get("activity_monitor")
+        if state is not None:
+            if state.background is not None:
+                state.background.stop()
+            state.storage.close()
 
 
 @pytest.fixture
@@ -94,8 +248,8 @@ def runner(app: Flask):
 
 @pytest.fixture
 def db_conn(app: Flask) -> Iterator[Any]:
-    """A connection of its own to the test database."""
-    conn = connect(app.config["DATABASE"])
+    """A connection of its own to the monitor's test database."""
+    conn = connect(app.config["ACTIVITY_DATABASE"])
     yield conn
     conn.close()
 
@@ -147,7 +301,7 @@ class AuthActions:
     def token(self, role: str = "admin", username: str | None = None) -> str:
         """Create an API token for the user of a role and return it."""
         user_id = self.ensure_user(role, username)
-        conn = connect(self.app.config["DATABASE"])
+        conn = connect(self.app.config["ACTIVITY_DATABASE"])
         try:
             _, token = api_tokens.create_token(conn, user_id, "test")
         finally:

@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from activity_monitor.daily_summaries import METRIC_COLUMNS
 
+REPLACED_COLUMNS = (*METRIC_COLUMNS, "top_pages", "user_distribution", "is_partial", "computed_at")
 
 def insert_summary(
     conn: sqlite3.Connection,
@@ -25,9 +26,11 @@ def insert_summary(
     row.update(values or {})
     conn.execute(
         f"""
-        INSERT OR REPLACE INTO activity_summary_daily
+        INSERT INTO activity_summary_daily
             (date, {", ".join(METRIC_COLUMNS)}, top_pages, user_distribution, is_partial, computed_at)
         VALUES (?, {", ".join("?" * len(METRIC_COLUMNS))}, ?, ?, ?, '2026-01-01 00:00:00')
+        ON CONFLICT (date) DO UPDATE SET
+            {", ".join(f"{c} = excluded.{c}" for c in REPLACED_COLUMNS)}
         """,
         (
             str(day),

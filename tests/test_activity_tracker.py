@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from activity_monitor.db import connect
 from conftest import AuthActions
+from demo_host import db as host_db
 from demo_host.auth import SESSION_KEY
 
 
@@ -41,7 +42,9 @@ def test_the_event_carries_the_role_the_host_gives(client, auth, db_conn) -> Non
 
 def test_a_role_changed_by_the_host_shows_on_the_next_event(app, client, auth, db_conn) -> None:
     auth.login("manager")
-    db_conn.execute("UPDATE users SET role = 'viewer' WHERE id = ?", (auth.user_ids["manager"],))
+    host = host_db.connect(app.config["DATABASE"])
+    host.execute("UPDATE users SET role = 'viewer' WHERE id = ?", (auth.user_ids["manager"],))
+    host.close()
     client.get("/devices")
     assert [e["role"] for e in events(db_conn)] == ["manager", "viewer"]
 
@@ -133,7 +136,8 @@ def test_configured_excluded_paths_are_not_recorded(make_app):
     AuthActions(app, client).login("driver")
     client.get("/routes")
     client.get("/devices")
-    assert [e["page_url"] for e in events(connect(app.config["DATABASE"]))] == ["/api/auth/login", "/devices"]
+    recorded = events(connect(app.config["ACTIVITY_DATABASE"]))
+    assert [e["page_url"] for e in recorded] == ["/api/auth/login", "/devices"]
 
 
 def test_tracking_can_be_switched_off(make_app):
@@ -141,7 +145,7 @@ def test_tracking_can_be_switched_off(make_app):
     client = app.test_client()
     AuthActions(app, client).login("driver")
     client.get("/devices")
-    assert events(connect(app.config["DATABASE"])) == []
+    assert events(connect(app.config["ACTIVITY_DATABASE"])) == []
 
 
 def test_the_health_probe_at_a_moved_prefix_is_not_recorded(make_app):
@@ -151,5 +155,5 @@ def test_the_health_probe_at_a_moved_prefix_is_not_recorded(make_app):
     assert client.get("/ops/usage-api/health").status_code == 200
     assert client.get("/ops/alive").status_code == 200
     client.get("/ops/usage-api/cache/stats")
-    pages = [e["page_url"] for e in events(connect(app.config["DATABASE"]))]
+    pages = [e["page_url"] for e in events(connect(app.config["ACTIVITY_DATABASE"]))]
     assert pages == ["/api/auth/login", "/ops/usage-api/cache/stats"]

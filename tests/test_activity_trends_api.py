@@ -24,6 +24,7 @@ from werkzeug.security import generate_password_hash
 from activity_monitor import ActivityMonitor, Identity, activity_health, get_state
 from activity_monitor.activity_trends_service import METRICS
 from activity_monitor.daily_summaries import bump_data_version
+from activity_monitor.db import connect
 from activity_monitor.security_headers import CONTENT_SECURITY_POLICY
 from conftest import AuthActions, TestClock
 from demo_host import auth as auth_module
@@ -868,8 +869,8 @@ def test_health_is_a_503_when_the_database_check_fails(admin: FlaskClient, db_co
     assert "did not answer" in body["checks"]["database"]["error"]
 
 
-def test_health_report_is_unhealthy_on_a_closed_connection(app: Flask, db_conn) -> None:
-    broken = sqlite3.connect(":memory:")
+def test_health_report_is_unhealthy_on_a_closed_connection(app: Flask) -> None:
+    broken = connect(app.config["ACTIVITY_DATABASE"])
     broken.close()
     report = activity_health.health_report(app, broken)
     assert report["status"] == "unhealthy"
@@ -882,9 +883,9 @@ def test_healthz_is_ok_without_login(client: FlaskClient) -> None:
 
 
 def test_healthz_is_a_503_when_the_database_cannot_be_opened(
-    app: Flask, client: FlaskClient, tmp_path
+    app: Flask, client: FlaskClient, unreachable_storage
 ) -> None:
-    get_state(app).database = str(tmp_path / "missing-dir" / "activity.sqlite3")
+    get_state(app).storage = unreachable_storage
     response = client.get("/healthz")
     assert (response.status_code, response.get_data(as_text=True)) == (503, "unavailable\n")
 

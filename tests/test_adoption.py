@@ -12,12 +12,15 @@ import sqlite3
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask, Response, redirect, render_template_string, request
 from flask_login import LoginManager, UserMixin, current_user, login_required, login_user
 
 from activity_monitor import ActivityMonitor, Identity, flask_login_identity, get_state
+from activity_monitor.db import connect
+from test_db import tables
 
 ADMIN_ID = str(uuid.UUID(int=1))
 STAFF_ID = str(uuid.UUID(int=2))
@@ -130,10 +133,10 @@ def build_foreign_host(tmp_path: Path, clock, monitor_database: str | None = Non
 
 
 @pytest.fixture
-def host(tmp_path, clock) -> Flask:
-    """The foreign host, on this test's clock."""
+def host(tmp_path, clock, monitor_database) -> Flask:
+    """The foreign host, on this test's clock and the run's backend."""
     clock.set(dt.datetime(2026, 3, 10, 9, 0, tzinfo=dt.UTC))
-    return build_foreign_host(tmp_path, clock)
+    return build_foreign_host(tmp_path, clock, monitor_database)
 
 
 def sign_in(client, email: str) -> None:
@@ -141,10 +144,9 @@ def sign_in(client, email: str) -> None:
     assert client.post("/signin", data={"email": email, "pw": "pw"}).status_code == 302
 
 
-def monitor_rows(host: Flask, sql: str, *args) -> list[sqlite3.Row]:
+def monitor_rows(host: Flask, sql: str, *args) -> list[Any]:
     """Read the monitor's own database."""
-    conn = sqlite3.connect(get_state(host).database)
-    conn.row_factory = sqlite3.Row
+    conn = connect(host.config["ACTIVITY_DATABASE"])
     try:
         return conn.execute(sql, args).fetchall()
     finally:
@@ -161,9 +163,9 @@ def test_the_host_keeps_its_own_tables_and_the_monitor_keeps_its_own(host):
     host_tables = {
         row[0] for row in accounts_db(host).execute("SELECT name FROM sqlite_master WHERE type='table'")
     }
-    monitor_tables = {
-        row[0] for row in monitor_rows(host, "SELECT name FROM sqlite_master WHERE type='table'")
-    }
+    conn = connect(host.config["ACTIVITY_DATABASE"])
+    monitor_tables = tables(conn)
+    conn.close()
     assert host_tables == {"accounts"}
     assert {"user_activity_log", "activity_summary_daily"} <= monitor_tables
     assert all(
@@ -270,15 +272,15 @@ def test_the_hosts_error_handlers_and_headers_stay_the_hosts(host):
     assert api_missing.status_code == 404 and api_missing.json["code"] == "not_found"
 
 
-def test_the_background_jobs_summarize_missing_days_in_the_foreign_host(tmp_path, clock):
+def test_the_background_jobs_summarize_missing_days_in_the_foreign_host(tmp_path, clock, monitor_database):
     clock.set(dt.datetime(2026, 3, 10, 9, 0, tzinfo=dt.UTC))
-    first = build_foreign_host(tmp_path, clock)
+    first = build_foreign_host(tmp_path, clock, monitor_database)
     client = first.test_client()
     sign_in(client, "sam@ops.example")
     client.get("/desk")
     clock.set(dt.datetime(2026, 3, 12, 9, 0, tzinfo=dt.UTC))
     served = build_foreign_host(
-        tmp_path / "second", clock, get_state(first).database, ACTIVITY_BACKGROUND_TASKS=True
+        tmp_path / "second", clock, first.config["ACTIVITY_DATABASE"], ACTIVITY_BACKGROUND_TASKS=True
     )
     manager = get_state(served).background
     assert manager is not None

@@ -20,7 +20,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def stored_tokens(app) -> list[dict]:
-    conn = connect(app.config["DATABASE"])
+    conn = connect(app.config["ACTIVITY_DATABASE"])
     try:
         return [dict(row) for row in conn.execute("SELECT * FROM activity_api_tokens ORDER BY id")]
     finally:

@@ -11,6 +11,7 @@ from app import create_app
 from demo_host import load_or_create_secret_key
 
 
+@pytest.mark.sqlite_only
 def test_factory_creates_the_host_tables_beside_the_monitors(app, db_conn):
     tables = {row[0] for row in db_conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"users", "login_failures", "login_address_failures"} <= tables
@@ -18,6 +19,7 @@ def test_factory_creates_the_host_tables_beside_the_monitors(app, db_conn):
     assert db_conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == 0
 
 
+@pytest.mark.sqlite_only
 def test_the_monitor_uses_the_hosts_database(app):
     assert app.config["ACTIVITY_DATABASE"] == app.config["DATABASE"]
 

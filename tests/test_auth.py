@@ -12,8 +12,8 @@ import pytest
 from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
-from activity_monitor.db import connect
 from conftest import PASSWORD, ROLES, AuthActions
+from demo_host import db as host_db
 from demo_host.auth import LOGGED_IN_AT, SESSION_KEY
 
 
@@ -168,7 +168,7 @@ def test_inactive_user_cannot_log_in(client, auth):
 def test_deactivating_a_user_ends_their_login(client, auth, app):
     auth.login("viewer")
     assert client.get("/api/devices").status_code == 200
-    conn = connect(app.config["DATABASE"])
+    conn = host_db.connect(app.config["DATABASE"])
     conn.execute("UPDATE users SET is_active = 0 WHERE username = 'viewer'")
     conn.close()
     assert client.get("/api/devices").status_code == 401
@@ -230,7 +230,7 @@ def test_create_user_command(app):
     runner = app.test_cli_runner()
     result = runner.invoke(args=["create-user", "alice", "--role", "manager", "--password", "pw-123456"])
     assert result.exit_code == 0, result.output
-    conn = connect(app.config["DATABASE"])
+    conn = host_db.connect(app.config["DATABASE"])
     row = conn.execute("SELECT role, password_hash FROM users WHERE username = 'alice'").fetchone()
     conn.close()
     assert row["role"] == "manager" and row["password_hash"] != "pw-123456"

@@ -217,7 +217,8 @@ def test_stop_ends_the_thread_within_a_second_and_releases_the_lock(manager_for)
     started = time.monotonic()
     assert manager.stop(timeout=1.0)
     assert time.monotonic() - started < 1.0
-    other = FileLeaderLock(get_state(manager.app).database + ".leader.lock")
+    state = get_state(manager.app)
+    other = lock_for_config(manager.app.config, state.database, state.redis_prefix)
     assert other.acquire()
     other.release()
 
@@ -399,10 +400,16 @@ def test_redis_lock_is_exclusive_renewed_and_released(redis_available):
         client.delete(key)
 
 
-def test_lock_kind_follows_the_config(app):
+def test_lock_kind_follows_the_config(app, backend):
     state = get_state(app)
-    assert lock_for_config(app.config, state.database, state.redis_prefix).kind == "file"
+    # The database's own lock on PostgreSQL (shared by every host), a file beside SQLite's.
+    default = "postgresql" if backend == "postgresql" else "file"
+    assert lock_for_config(app.config, state.database, state.redis_prefix).kind == default
     config = dict(app.config, ACTIVITY_REDIS_URL="redis://127.0.0.1:6379/15")
+    assert lock_for_config(config, state.database, state.redis_prefix).kind == (
+        "postgresql" if backend == "postgresql" else "redis"
+    )
+    config["ACTIVITY_LEADER_LOCK_URL"] = "redis://127.0.0.1:6379/15"
     lock = lock_for_config(config, state.database, state.redis_prefix)
     assert lock.kind == "redis" and lock.key == state.redis_prefix + "leader"
     config["ACTIVITY_LEADER_LOCK_URL"] = "file://"
@@ -439,7 +446,12 @@ def test_a_new_leader_makes_the_daily_run_its_predecessor_missed(scheduled_clock
 def test_the_redis_lock_is_kept_while_a_job_outlives_its_ttl(make_app, redis_available):
     redis_available()
     prefix = f"test-bg-{uuid.uuid4().hex}:"
-    app = make_app(ACTIVITY_REDIS_URL=redis_url(), ACTIVITY_REDIS_PREFIX=prefix, ACTIVITY_LEADER_LOCK_TTL=1)
+    app = make_app(
+        ACTIVITY_REDIS_URL=redis_url(),
+        ACTIVITY_LEADER_LOCK_URL=redis_url(),
+        ACTIVITY_REDIS_PREFIX=prefix,
+        ACTIVITY_LEADER_LOCK_TTL=1,
+    )
     leader = BackgroundTaskManager(app)
     rival = RedisLeaderLock.from_url(redis_url(), get_state(app).redis_prefix + "leader", 1)
     try:

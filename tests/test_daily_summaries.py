@@ -378,7 +378,7 @@ def test_a_day_that_has_not_begun_cannot_be_summarized(db_conn):
 
 
 def test_a_data_version_bump_is_seen_at_once_by_other_connections(app, db_conn):
-    other = connect(app.config["DATABASE"])
+    other = connect(app.config["ACTIVITY_DATABASE"])
     try:
         before = read_data_version(other)
         assert bump_data_version(db_conn) == before + 1
@@ -464,6 +464,7 @@ def test_the_processor_runs_in_a_thread_with_its_own_connection(app, db_conn, us
     assert summary(db_conn, "2026-05-10")["unique_users"] == 1
 
 
+@pytest.mark.sqlite_only
 def test_a_day_is_read_by_a_range_scan_on_the_timestamp_index(db_conn):
     plan = " ".join(
         row[3]
@@ -477,6 +478,7 @@ def test_a_day_is_read_by_a_range_scan_on_the_timestamp_index(db_conn):
     assert "TEMP B-TREE" not in plan  # the index already yields time order
 
 
+@pytest.mark.sqlite_only
 def test_the_late_data_lookup_of_each_insert_is_an_index_range(db_conn):
     plan = " ".join(
         row[3]

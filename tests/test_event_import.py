@@ -10,6 +10,7 @@ import pytest
 
 from activity_events import add_event, dirty_days, processor, summary, utc
 from activity_monitor import EVENT_COLUMNS, bulk_import_events
+from activity_monitor.storage import IntegrityError
 
 D = dt.date
 
@@ -86,7 +87,7 @@ def test_other_connections_see_no_imported_row_until_the_import_ends(app, db_con
 
 def test_a_failure_in_a_later_batch_inserts_nothing_and_marks_nothing_dirty(app, db_conn):
     processor(db_conn).process_range(D(2026, 5, 9), D(2026, 5, 11))
-    with pytest.raises(sqlite3.IntegrityError), bulk_import_events(app) as load:
+    with pytest.raises(IntegrityError), bulk_import_events(app) as load:
         load.add_columns(columns(*(event(f"2026-05-10 09:{m:02}:00.000000", 7) for m in range(50))))
         load.add_columns(columns(event("2026-05-10 10:00:00.000000", 7, action_type="not-an-action")))
     assert event_count(db_conn) == 0

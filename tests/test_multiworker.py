@@ -12,79 +12,45 @@ the date: the summaries are of fixed past days and every request names that rang
 from __future__ import annotations
 
 import datetime as dt
-import http.client
-import json
 import os
-import re
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from itertools import count
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from activity_monitor import api_tokens
 from activity_monitor.db import connect
 from app import create_app
 from conftest import PASSWORD, redis_url
 from demo_host.auth import create_user
+from host_cluster import GunicornHost, delete_redis_keys, wait_for
 from summary_rows import insert_series
 
-ROOT = Path(__file__).resolve().parent.parent
 # Sixty summarized days, long past whatever the date is; the trends asked for are their last 30.
 DATA_START = dt.date(2026, 1, 1)
 DATA_DAYS = 60
 TRENDS_START = DATA_START + dt.timedelta(days=DATA_DAYS - 30)
 TRENDS_END = DATA_START + dt.timedelta(days=DATA_DAYS - 1)
 TRENDS = f"/api/admin/activity/trends?start_date={TRENDS_START}&end_date={TRENDS_END}"
-HEALTH = "/api/admin/activity/health"
 # Seconds after launch at which the daily job is due: the workers have booted by then.
 DAILY_JOB_DELAY = 12
 LEADER_LOCK_TTL = 3
-# %(p)s is the pid of the worker that answered; the probe header ties a log line to one request.
-ACCESS_LOG_FORMAT = '%(p)s probe=%({x-probe}i)s %(s)s "%(r)s"'
-ACCESS_LINE = re.compile(r"^<(\d+)> probe=(\S+) (\d{3}) ")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.2, what: str = "") -> Any:
-    """Return the first truthy result of ``condition`` within ``timeout`` seconds, else fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or condition}")
-        time.sleep(interval)
-
-
-class GunicornServer:
+class GunicornServer(GunicornHost):
     """A gunicorn master with two workers on a temporary database, and clients for it."""
 
     def __init__(self, workdir: Path):
-        self.workdir = workdir
+        super().__init__(workdir)
         self.database = str(workdir / "activity.sqlite3")
-        self.log_path = workdir / "gunicorn.log"
         self.prefix = f"test-multiworker-{uuid.uuid4().hex}:"
-        self.port = free_port()
         self.tokens: dict[str, str] = {}
-        self.process: subprocess.Popen[bytes] | None = None
         self.daily_at: dt.datetime | None = None
-        self.probes = count()
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -104,129 +70,24 @@ class GunicornServer:
         """Launch gunicorn in its own process group and wait until it answers /healthz."""
         # Real time, as the server's scheduler sees it; HH:MM:SS past midnight is still 12 s away.
         self.daily_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=DAILY_JOB_DELAY)
-        env = {
-            **os.environ,
-            "FLASK_DATABASE": self.database,
-            "FLASK_SECRET_KEY": "multiworker-test-secret",
-            "FLASK_ACTIVITY_REDIS_URL": redis_url(),
-            "FLASK_ACTIVITY_REDIS_PREFIX": self.prefix,
-            "FLASK_ACTIVITY_CACHE_URL": "memory://",
-            "FLASK_ACTIVITY_BACKGROUND_TASKS": "true",
-            "FLASK_ACTIVITY_TIMEZONE": "UTC",
-            "FLASK_ACTIVITY_SCHEDULER_TICK_SECONDS": "1",
-            "FLASK_ACTIVITY_LEADER_LOCK_TTL": str(LEADER_LOCK_TTL),
-            "FLASK_ACTIVITY_DAILY_SUMMARY_AT": self.daily_at.strftime("%H:%M:%S"),
-            "GUNICORN_WORKERS": "2",
-            "GUNICORN_THREADS": "4",
-            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-        }
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
-        command += ["--access-logformat", ACCESS_LOG_FORMAT, "app:create_app()"]
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        wait_for(self.answers_healthz, 30, what="gunicorn to answer /healthz")
-
-    def answers_healthz(self) -> bool:
-        if self.process is None or self.process.poll() is not None:
-            pytest.fail(f"gunicorn exited during start-up:\n{self.log_tail()}")
-        try:
-            return self.request("GET", "/healthz")[0] == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        """Stop the master and its workers (the whole process group)."""
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        except ProcessLookupError:
-            pass
-        self.process = None
+        super().start(
+            {
+                "FLASK_DATABASE": self.database,
+                "FLASK_SECRET_KEY": "multiworker-test-secret",
+                "FLASK_ACTIVITY_REDIS_URL": redis_url(),
+                "FLASK_ACTIVITY_REDIS_PREFIX": self.prefix,
+                "FLASK_ACTIVITY_CACHE_URL": "memory://",
+                "FLASK_ACTIVITY_BACKGROUND_TASKS": "true",
+                "FLASK_ACTIVITY_TIMEZONE": "UTC",
+                "FLASK_ACTIVITY_SCHEDULER_TICK_SECONDS": "1",
+                "FLASK_ACTIVITY_LEADER_LOCK_TTL": str(LEADER_LOCK_TTL),
+                "FLASK_ACTIVITY_DAILY_SUMMARY_AT": self.daily_at.strftime("%H:%M:%S"),
+            }
+        )
 
     def delete_redis_keys(self) -> None:
-        """Delete every key this server wrote (the limiter adds its own prefix before ours)."""
-        client = redis.Redis.from_url(redis_url(), socket_timeout=1, socket_connect_timeout=1)
-        try:
-            keys = list(client.scan_iter(match=f"*{self.prefix}*", count=500))
-            if keys:
-                client.delete(*keys)
-        except redis.RedisError:
-            pass
-        finally:
-            client.close()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    # --- clients -----------------------------------------------------------------
-
-    def request(
-        self, method: str, path: str, token: str | None = None, probe: str = "-"
-    ) -> tuple[int, dict[str, str], bytes]:
-        """Send one request on a connection of its own, so the kernel may hand it to either worker."""
-        headers = {"Connection": "close", "X-Probe": probe}
-        if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=15)
-        try:
-            conn.request(method, path, headers=headers)
-            response = conn.getresponse()
-            return response.status, dict(response.getheaders()), response.read()
-        finally:
-            conn.close()
-
-    def probed(self, method: str, path: str, token: str) -> tuple[int, dict[str, Any], str]:
-        """Send a request tagged with a fresh probe id; return (status, JSON body, probe id)."""
-        probe = f"p{next(self.probes)}"
-        status, _, body = self.request(method, path, token, probe)
-        return status, json.loads(body), probe
-
-    def answering_pids(self, probes: list[str], timeout: float = 5) -> dict[str, int]:
-        """Return the worker pid that answered each probe, read from the access log."""
-
-        def read() -> dict[str, int] | None:
-            seen = {}
-            for line in self.log_path.read_text(errors="replace").splitlines():
-                match = ACCESS_LINE.match(line)
-                if match:
-                    seen[match.group(2)] = int(match.group(1))
-            return seen if all(probe in seen for probe in probes) else None
-
-        return wait_for(read, timeout, interval=0.05, what="the access log lines of the probes")
-
-    def worker_pids(self) -> set[int]:
-        """Return the pids of the master's live children (its workers)."""
-        assert self.process is not None
-        pids = set()
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z" and int(fields[1]) == self.process.pid:
-                pids.add(int(stat.parent.name))
-        return pids
-
-    def scheduler_checks(self, token: str, attempts: int = 60) -> dict[int, dict[str, Any]]:
-        """Ask /health until every live worker has answered or the attempts run out; return the
-        scheduler check of each live worker that answered, by pid."""
-        workers = self.worker_pids()
-        seen: dict[int, dict[str, Any]] = {}
-        for _ in range(attempts):
-            status, _, body = self.request("GET", HEALTH, token)
-            assert status == 200, body[:300]
-            scheduler = json.loads(body)["checks"]["scheduler"]
-            seen[scheduler["pid"]] = scheduler
-            if workers <= seen.keys():
-                break
-        return {pid: check for pid, check in seen.items() if pid in workers}
+        """Delete every key this server wrote."""
+        delete_redis_keys(redis_url(), self.prefix)
 
     def job_runs(self, job: str) -> list[sqlite3.Row]:
         conn = connect(self.database)

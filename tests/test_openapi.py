@@ -27,6 +27,7 @@ from activity_monitor.openapi_spec import build_openapi
 from activity_monitor.trends_query import BOOLEANS
 from app import create_app
 from conftest import TestClock
+from demo_host import db as host_db
 from demo_host.auth import create_user
 from summary_rows import insert_summary
 
@@ -288,7 +289,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
 @pytest.fixture(scope="module")
 def admin_headers(fuzz_app: Flask) -> dict[str, str]:
     """Authorization headers of an admin of the fuzz app."""
-    conn = connect(fuzz_app.config["DATABASE"])
+    conn = connect(fuzz_app.config["ACTIVITY_DATABASE"])
     try:
         user_id = create_user(conn, "fuzz-admin", "correct horse battery", "admin")
         _, token = api_tokens.create_token(conn, user_id, "fuzz")
@@ -320,13 +321,15 @@ def test_admin_answers_validate_against_the_document(
 
 @pytest.mark.parametrize(("method", "path"), PROTECTED_OPERATIONS)
 def test_auth_errors_validate_against_the_document(fuzz_app: Flask, method: str, path: str) -> None:
-    conn = connect(fuzz_app.config["DATABASE"])
+    host = host_db.connect(fuzz_app.config["DATABASE"])
+    conn = connect(fuzz_app.config["ACTIVITY_DATABASE"])
     try:
-        viewer = conn.execute("SELECT id FROM users WHERE username = 'fuzz-viewer'").fetchone()
-        viewer_id = viewer["id"] if viewer else create_user(conn, "fuzz-viewer", "x", "viewer")
+        viewer = host.execute("SELECT id FROM users WHERE username = 'fuzz-viewer'").fetchone()
+        viewer_id = viewer["id"] if viewer else create_user(host, "fuzz-viewer", "x", "viewer")
         _, token = api_tokens.create_token(conn, viewer_id, "fuzz")
     finally:
         conn.close()
+        host.close()
     client = fuzz_app.test_client()
     anonymous = client.open(path, method=method)
     assert anonymous.status_code == 401
@@ -347,9 +350,11 @@ def test_rate_limited_answers_validate_against_the_document(make_app) -> None:
 
 def test_unhealthy_answers_validate_against_the_document(make_app, tmp_path) -> None:
     app = make_app()
-    conn = connect(app.config["DATABASE"])
+    host = host_db.connect(app.config["DATABASE"])
+    user_id = create_user(host, "admin", "x", "admin")
+    host.close()
+    conn = connect(app.config["ACTIVITY_DATABASE"])
     try:
-        user_id = create_user(conn, "admin", "x", "admin")
         _, token = api_tokens.create_token(conn, user_id, "t")
         conn.execute("DROP TABLE activity_summary_daily")
     finally:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# Run once, in the SQLite run: packaging does not depend on the backend.
+pytestmark = pytest.mark.sqlite_only
+
 ROOT = Path(__file__).resolve().parent.parent
 FOREIGN_APP = """
 from flask import Flask, g
@@ -42,8 +45,10 @@ def built(tmp_path_factory) -> Path:
 def test_the_wheel_carries_the_migrations_templates_and_static_files(built):
     (wheel,) = built.glob("flask_activity_monitor-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "activity_monitor/migrations/001_user_activity_log.sql" in names
-    assert "activity_monitor/migrations/legacy_import.sql" in names
+    assert "activity_monitor/migrations/sqlite/001_user_activity_log.sql" in names
+    assert "activity_monitor/migrations/sqlite/legacy_import.sql" in names
+    assert "activity_monitor/migrations/postgresql/001_user_activity_log.sql" in names
+    assert "activity_monitor/storage/postgresql.py" in names
     assert "activity_monitor/templates/activity_monitor/page.html" in names
     assert "activity_monitor/static/activity_monitor.js" in names
     assert "activity_monitor/static/vendor/chartjs/chart.umd.min.js" in names

@@ -5,7 +5,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from activity_monitor import DEFAULTS
+
+# Run once, in the SQLite run: the README does not depend on the backend.
+pytestmark = pytest.mark.sqlite_only
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

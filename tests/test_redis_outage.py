@@ -45,12 +45,14 @@ def redis_app(make_app, clock, throwaway_redis: ThrowawayRedis) -> Iterator[Flas
     """The app with cache, rate limiter and leader lock on the throwaway Redis, its scheduler running."""
     app = make_app(
         ACTIVITY_REDIS_URL=throwaway_redis.url,
+        # The leader lock in Redis too (on PostgreSQL it would otherwise be the database's).
+        ACTIVITY_LEADER_LOCK_URL=throwaway_redis.url,
         ACTIVITY_REDIS_PREFIX=f"test-outage-{uuid.uuid4().hex}:",
         ACTIVITY_BACKGROUND_TASKS=True,
         ACTIVITY_SCHEDULER_TICK_SECONDS=1,
         ACTIVITY_LEADER_LOCK_TTL=3,
     )
-    conn = connect(app.config["DATABASE"])
+    conn = connect(app.config["ACTIVITY_DATABASE"])
     try:
         yesterday = clock.today(app.config["ACTIVITY_TIMEZONE"]) - dt.timedelta(days=1)
         insert_series(conn, yesterday - dt.timedelta(days=59), range(100, 160))

@@ -32,7 +32,8 @@ def purge(conn, now=NOW, **overrides):
 
 def event_days(conn) -> list[str]:
     """Return the distinct UTC days that still have raw events."""
-    return [row[0] for row in conn.execute("SELECT DISTINCT substr(timestamp, 1, 10) FROM user_activity_log")]
+    sql = "SELECT DISTINCT substr(timestamp, 1, 10) FROM user_activity_log ORDER BY 1"
+    return [row[0] for row in conn.execute(sql)]
 
 
 @pytest.fixture
