@@ -153,8 +153,7 @@ class ActivityMonitor:
         )
 
         storage = open_storage(config["ACTIVITY_DATABASE"], pool_size=config["ACTIVITY_DATABASE_POOL_SIZE"])
-        if storage.dialect == "sqlite":
-            os.makedirs(os.path.dirname(os.path.abspath(storage.target)), exist_ok=True)
+        storage.prepare()
         # A connection outside any pool: a gunicorn master that preloads the app must fork none.
         conn = storage.direct_connection()
         try:

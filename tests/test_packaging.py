@@ -93,6 +93,14 @@ def test_a_fresh_venv_installs_the_wheel_and_a_foreign_app_adopts_it(built, tmp_
             assert "flask-activity-monitor[redis]" in str(exc), exc
         else:
             raise AssertionError("a Redis URL without redis-py was accepted")
+        third = Flask("third")
+        third.config.update(SECRET_KEY="s")
+        try:
+            ActivityMonitor(third, ACTIVITY_DATABASE="postgresql://monitor@127.0.0.1:5432/monitor")
+        except ConfigError as exc:
+            assert "flask-activity-monitor[postgres]" in str(exc), exc
+        else:
+            raise AssertionError("a PostgreSQL URL without psycopg was accepted")
         print("adopted")
         """
     )

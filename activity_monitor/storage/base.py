@@ -67,6 +67,9 @@ class Storage(Protocol):
     target: str
     migrations_dir: Path
 
+    def prepare(self) -> None:
+        """Make what the database needs before its first connection (SQLite: the file's folder)."""
+
     def connect(self) -> Connection:
         """Return a connection of the caller's own (close it when done)."""
 

@@ -281,6 +281,9 @@ class PostgresStorage:
                     self.pool_pid = pid
         return self.pool
 
+    def prepare(self) -> None:
+        """The server and its database exist already: nothing to make."""
+
     def connect(self) -> PostgresConnection:
         """Take a connection from the process's pool; ``close()`` gives it back."""
         return PostgresConnection(self.process_pool().getconn(), self, pooled=True)

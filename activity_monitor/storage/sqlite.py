@@ -7,6 +7,7 @@ and foreign keys. Each serving thread keeps one long-lived connection (see
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -146,6 +147,10 @@ class SQLiteStorage:
         self.threads = ThreadConnections(self)
 
     # --- connections ------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Create the file's folder if it is missing (SQLite creates only the file)."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
 
     def connect(self) -> SQLiteConnection:
         """Open a connection of the caller's own."""
