@@ -44,9 +44,11 @@ $(MIN_VENV)/.installed: requirements-min.txt
 	$(MIN_VENV)/bin/pip install --quiet -r requirements-min.txt
 	touch $@
 
-## test-min: the suite on the lowest versions the package declares (without the browser and packaging tests: playwright and build are not there)
+## test-min: the suite on the lowest versions the package declares, on SQLite (without the browser and
+## packaging tests: playwright and build are not there; nor the gunicorn hosts: CI pins one gunicorn for both runs)
 test-min: $(MIN_VENV)/.installed
-	REQUIRE_BROWSER= $(MIN_VENV)/bin/python -m pytest --ignore=tests/test_activity_dashboard.py --ignore=tests/test_packaging.py
+	REQUIRE_BROWSER= $(MIN_VENV)/bin/python -m pytest --ignore=tests/test_activity_dashboard.py \
+	  --ignore=tests/test_packaging.py --ignore=tests/test_multiworker.py --ignore=tests/test_several_hosts.py
 
 ## package: build the sdist and wheel, and install the wheel into a fresh venv
 package: $(VENV)/.installed-dev
