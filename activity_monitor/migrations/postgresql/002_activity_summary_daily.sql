@@ -51,9 +51,12 @@ CREATE INDEX IF NOT EXISTS idx_activity_summary_daily_utc_end
     ON activity_summary_daily(utc_end);
 
 -- Marks dirty every final day whose event window holds the timestamp. The text arithmetic
--- gives what SQLite's datetime(ts, '+7 days') gives: whole seconds.
+-- gives what SQLite's datetime(ts, '+7 days') gives: whole seconds. PL/pgSQL, not SQL: a
+-- SQL function's INSERT is planned again on every call (every tracked request), PL/pgSQL
+-- keeps the plan for the session.
 CREATE OR REPLACE FUNCTION activity_mark_days_dirty(ts TEXT) RETURNS void
-LANGUAGE sql AS $$
+LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO activity_dirty_days (date)
     SELECT date
     FROM activity_summary_daily
@@ -62,6 +65,7 @@ LANGUAGE sql AS $$
       AND window_start_utc <= ts
       AND is_partial = 0
     ON CONFLICT (date) DO NOTHING;
+END;
 $$;
 
 -- One trigger function for the three triggers SQLite has. A bulk load sets
