@@ -2,7 +2,10 @@
 
 Run from anywhere: ``python bench/bench_foundation.py [--rounds 30] [--per-round 50]``.
 Targets: tracking adds at most 15 % to the median latency of a trivial page, and
-``seed_demo`` inserts at least 200,000 events a second.
+``seed_demo`` inserts at least 200,000 events a second. Both are measured with the
+monitor's database on SQLite and, in the same run, on PostgreSQL (see backends.py; the
+host's users stay in a SQLite file either way), and printed side by side at the end.
+Exits 1 when a target is missed.
 
 The demo host opens its own connection per request (Flask-Login loads the user with it).
 With tracking on, the monitor's long-lived append connection keeps the file open, so that
@@ -27,6 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from backends import SQLITE, BenchDatabases, add_backends_option, label  # noqa: E402
 from flask import Flask  # noqa: E402
 from flask.testing import FlaskClient  # noqa: E402
 
@@ -42,11 +46,20 @@ SEED_TARGET = 200_000
 SEED_END_DAY = dt.date(2026, 5, 19)
 
 
-def logged_in_client(workdir: Path, tracking: bool) -> tuple[Flask, FlaskClient]:
-    """Build an app on its own database, create a user and log the client in."""
+def logged_in_client(
+    workdir: Path, tracking: bool, monitor_database: str | None = None
+) -> tuple[Flask, FlaskClient]:
+    """Build an app on its own host database (the monitor's too, unless ``monitor_database``
+    names another), create a user and log the client in."""
     path = workdir / f"tracking_{'on' if tracking else 'off'}.sqlite3"
     app = create_app(
-        {"DATABASE": str(path), "SECRET_KEY": "x", "TESTING": True, "ACTIVITY_TRACKING_ENABLED": tracking}
+        {
+            "DATABASE": str(path),
+            "ACTIVITY_DATABASE": monitor_database or str(path),
+            "SECRET_KEY": "x",
+            "TESTING": True,
+            "ACTIVITY_TRACKING_ENABLED": tracking,
+        }
     )
     conn = host_db.connect(str(path))
     try:
@@ -73,10 +86,18 @@ def timed_requests(client: FlaskClient, path: str, count: int) -> list[float]:
 
 
 def measure_tracking(
-    workdir: Path, path: str, rounds: int, per_round: int, warmup: int, hold_connection: bool
+    workdir: Path,
+    monitor_database: str | None,
+    path: str,
+    rounds: int,
+    per_round: int,
+    warmup: int,
+    hold_connection: bool,
 ) -> float:
-    """Print the median latency with tracking on and off and their ratio; return the ratio."""
-    apps = {tracking: logged_in_client(workdir, tracking) for tracking in (True, False)}
+    """Print the median latency with tracking on and off and their ratio; return the ratio.
+
+    ``monitor_database`` is the tracked app's ACTIVITY_DATABASE (None: the host's SQLite file)."""
+    apps = {tracking: logged_in_client(workdir, tracking, monitor_database) for tracking in (True, False)}
     clients = {tracking: client for tracking, (_, client) in apps.items()}
     # SQLite checkpoints and deletes the WAL when the last connection to a database closes;
     # an idle connection held open shows what that costs each request.
@@ -98,35 +119,46 @@ def measure_tracking(
     verdict = "ok" if ratio <= TRACKING_TARGET else f"OVER the {TRACKING_TARGET:.2f} target"
     for conn in held:
         conn.close()
-    label = f"GET {path}" + (" (idle connection held open)" if hold_connection else "")
+    for app, _ in apps.values():
+        app.extensions["activity_monitor"].storage.close()
+    title = f"GET {path}" + (" (idle connection held open)" if hold_connection else "")
     print(
-        f"{label}: median {on:.3f} ms tracking on, {off:.3f} ms off, ratio {ratio:.3f} ({verdict}); "
+        f"{title}: median {on:.3f} ms tracking on, {off:.3f} ms off, ratio {ratio:.3f} ({verdict}); "
         f"per-round ratios: quartiles {low:.3f}-{high:.3f}, range {min(round_ratios):.3f}-"
         f"{max(round_ratios):.3f} over {rounds} rounds of {per_round}"
     )
     return ratio
 
 
-def profile_tracking(workdir: Path, path: str, count: int) -> None:
+def profile_tracking(workdir: Path, monitor_database: str | None, path: str, count: int) -> None:
     """Print where a tracked request spends its time (top functions by cumulative time)."""
-    _, client = logged_in_client(workdir / "profile", True)
+    app, client = logged_in_client(workdir, True, monitor_database)
     timed_requests(client, path, 50)
     profiler = cProfile.Profile()
     profiler.enable()
     timed_requests(client, path, count)
     profiler.disable()
+    app.extensions["activity_monitor"].storage.close()
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
     print(out.getvalue())
 
 
-def measure_seeding(workdir: Path, days: int, users: int, runs: int) -> float:
-    """Seed fresh databases ``runs`` times; print and return the median events per second."""
+def measure_seeding(workdir: Path, monitor_databases: list[str | None], days: int, users: int) -> float:
+    """Seed each fresh database in turn; print and return the median events per second."""
     rates = []
-    for run in range(runs):
+    for run, monitor_database in enumerate(monitor_databases):
         path = workdir / f"seed_{run}.sqlite3"
-        app = create_app({"DATABASE": str(path), "SECRET_KEY": "x", "ACTIVITY_BACKGROUND_TASKS": False})
+        app = create_app(
+            {
+                "DATABASE": str(path),
+                "ACTIVITY_DATABASE": monitor_database or str(path),
+                "SECRET_KEY": "x",
+                "ACTIVITY_BACKGROUND_TASKS": False,
+            }
+        )
         report = demo_data.seed_demo(app, days=days, users=users, end_day=SEED_END_DAY)
+        app.extensions["activity_monitor"].storage.close()
         for leftover in workdir.glob(f"seed_{run}.sqlite3*"):
             leftover.unlink()
         rates.append(report.events_per_second)
@@ -134,13 +166,14 @@ def measure_seeding(workdir: Path, days: int, users: int, runs: int) -> float:
     verdict = "ok" if rate >= SEED_TARGET else f"UNDER the {SEED_TARGET:,} target"
     print(
         f"seed_demo {users} users x {days} days: {report.events:,} events, {report.sessions:,} sessions; "
-        f"median {rate:,.0f} events/s ({verdict}), range {min(rates):,.0f}-{max(rates):,.0f} over {runs} runs"
+        f"median {rate:,.0f} events/s ({verdict}), range {min(rates):,.0f}-{max(rates):,.0f} "
+        f"over {len(rates)} runs"
     )
     return rate
 
 
-def main() -> None:
-    """Run both measurements on temporary databases."""
+def main() -> int:
+    """Run both measurements on temporary databases, on each backend; return 1 when a target is missed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", nargs="+", default=["/api/devices", "/routes"], help="Pages to time.")
     parser.add_argument("--rounds", type=int, default=30, help="Interleaved rounds per page.")
@@ -154,22 +187,67 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=150, help="Users seed_demo seeds.")
     parser.add_argument("--seed-runs", type=int, default=3, help="seed_demo runs (median reported).")
     parser.add_argument("--skip-seed", action="store_true", help="Only measure tracking.")
+    add_backends_option(parser)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench_foundation_"))
+    ratios: dict[tuple[str, str], float] = {}
+    rates: dict[str, float] = {}
     try:
-        for number, path in enumerate(args.paths):
-            for hold in (False, True) if args.hold_connection else (False,):
-                (workdir / str(number) / str(hold)).mkdir(parents=True)
-                measure_tracking(workdir / str(number) / str(hold), path, args.rounds, args.per_round,
-                                 args.warmup, hold)
-            if args.profile:
-                (workdir / str(number) / "profile").mkdir(parents=True)
-                profile_tracking(workdir / str(number), path, args.rounds * args.per_round)
-        if not args.skip_seed:
-            measure_seeding(workdir, args.days, args.users, args.seed_runs)
+        with BenchDatabases(workdir, args.backends) as databases:
+
+            def monitor_database(backend: str) -> str | None:
+                # On SQLite the monitor shares the host's file, as the demo host does by default.
+                return None if backend == SQLITE else databases.new(backend, "monitor")
+
+            for backend in databases.backends:
+                print(f"-- monitor database on {label(backend)}")
+                for number, path in enumerate(args.paths):
+                    for hold in (False, True) if args.hold_connection else (False,):
+                        folder = workdir / backend / str(number) / str(hold)
+                        folder.mkdir(parents=True)
+                        ratio = measure_tracking(
+                            folder, monitor_database(backend), path, args.rounds, args.per_round,
+                            args.warmup, hold,
+                        )
+                        ratios[(backend, path + (" (held)" if hold else ""))] = ratio
+                    if args.profile:
+                        folder = workdir / backend / str(number) / "profile"
+                        folder.mkdir(parents=True)
+                        count = args.rounds * args.per_round
+                        profile_tracking(folder, monitor_database(backend), path, count)
+                if not args.skip_seed:
+                    rates[backend] = measure_seeding(
+                        workdir, [monitor_database(backend) for _ in range(args.seed_runs)], args.days,
+                        args.users,
+                    )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    return print_side_by_side(ratios, rates)
+
+
+def print_side_by_side(ratios: dict[tuple[str, str], float], rates: dict[str, float]) -> int:
+    """Print each figure per backend in one table; return 1 when one misses its target."""
+    backends = list(dict.fromkeys([backend for backend, _ in ratios] + list(rates)))
+    pages = list(dict.fromkeys(page for _, page in ratios))
+    print(f"\n{'':<44}" + "".join(f"{label(backend):>14}" for backend in backends))
+    missed = False
+    for page in pages:
+        cells = ""
+        for backend in backends:
+            ratio = ratios[(backend, page)]
+            missed |= ratio > TRACKING_TARGET
+            cells += f"{f'{ratio:.3f}' + ('' if ratio <= TRACKING_TARGET else '!'):>14}"
+        print(f"{'tracking on / off, GET ' + page:<44}{cells}   target <= {TRACKING_TARGET}")
+    if rates:
+        cells = ""
+        for backend in backends:
+            missed |= rates[backend] < SEED_TARGET
+            cells += f"{f'{rates[backend]:,.0f}' + ('' if rates[backend] >= SEED_TARGET else '!'):>14}"
+        print(f"{'seed_demo events/s':<44}{cells}   target >= {SEED_TARGET:,}")
+    if missed:
+        print("(! misses its target)")
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

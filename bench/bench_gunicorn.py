@@ -1,10 +1,11 @@
 """Requests per second through real gunicorn (2 workers) for a trivial endpoint and for trends.
 
 Run from anywhere: ``python bench/bench_gunicorn.py [--seconds S] [--rounds R] [--clients N]``. It builds a
-throw-away database with 730 days of summaries and an admin, then for each storage,
-memory (no Redis) and Redis (``REDIS_URL``, default DB 15, under a throw-away prefix deleted
-afterwards; skipped when Redis does not answer), starts gunicorn on 127.0.0.1 with a huge rate
-limit and measures, each for a fixed time after a warm-up:
+throw-away monitor database with 730 days of summaries, on SQLite and, in the same run, on
+PostgreSQL (see backends.py), and an admin in the host's SQLite file, then for each backend and
+each cache storage, memory (no Redis) and Redis (``REDIS_URL``, default DB 15, under a
+throw-away prefix deleted afterwards; skipped when Redis does not answer), starts gunicorn on
+127.0.0.1 with a huge rate limit and measures, each for a fixed time after a warm-up:
 
 - GET /api/devices (trivial, authenticated),
 - trends over 365 days, all metrics, cached,
@@ -12,8 +13,9 @@ limit and measures, each for a fixed time after a warm-up:
 
 Every request carries the admin's login cookie (the host's endpoint takes no API token).
 Load comes from ``wrk`` when it is installed, otherwise from N client processes, each with one
-keep-alive connection. Every request also writes one activity row to SQLite, as in production.
-Prints the table and cached/trivial per storage; exits 1 when a ratio is under the 0.70 target.
+keep-alive connection. Every request also writes one activity row to the monitor's database, as
+in production. Prints the table and cached/trivial per backend and storage; exits 1 when a
+ratio is under the 0.70 target.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import redis  # noqa: E402
+from backends import SQLITE, BenchDatabases, add_backends_option, label  # noqa: E402
 from bench_api import BENCH_TODAY, RANGE_DAYS, build_database  # noqa: E402
 
 from app import create_app  # noqa: E402
@@ -61,12 +64,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def prepare(database: str) -> None:
-    """Migrate a new database, fill it with 730 days of summaries and create the admin."""
-    create_app({"DATABASE": database, "SECRET_KEY": "bench", "ACTIVITY_BACKGROUND_TASKS": False})
+def prepare(host_database: str, monitor_database: str) -> None:
+    """Migrate new databases, fill the monitor's with 730 days of summaries and create the admin."""
+    app = create_app(
+        {
+            "DATABASE": host_database,
+            "ACTIVITY_DATABASE": monitor_database,
+            "SECRET_KEY": "bench",
+            "ACTIVITY_BACKGROUND_TASKS": False,
+        }
+    )
+    app.extensions["activity_monitor"].storage.close()
     # Summaries of fixed past days: the server runs on the system clock, and any later date accepts them.
-    build_database(database, BENCH_TODAY)
-    conn = host_db.connect(database)
+    build_database(monitor_database, BENCH_TODAY)
+    conn = host_db.connect(host_database)
     try:
         create_user(conn, USERNAME, PASSWORD, "admin")
     finally:
@@ -92,11 +103,14 @@ def login_cookie(port: int) -> str:
 class Server:
     """gunicorn with 2 workers on a free loopback port, in its own process group."""
 
-    def __init__(self, database: str, redis_url: str | None, prefix: str, log_path: Path):
+    def __init__(
+        self, host_database: str, monitor_database: str, redis_url: str | None, prefix: str, log_path: Path
+    ):
         self.port = free_port()
         env = {
             **os.environ,
-            "FLASK_DATABASE": database,
+            "FLASK_DATABASE": host_database,
+            "FLASK_ACTIVITY_DATABASE": monitor_database,
             "FLASK_SECRET_KEY": "bench-secret",
             "FLASK_ACTIVITY_RATE_LIMIT": "100000000 per minute",
             "FLASK_ACTIVITY_REDIS_PREFIX": prefix,
@@ -275,64 +289,71 @@ def main() -> int:
         "--rounds", type=int, default=5, help="Interleaved rounds the seconds are split into."
     )
     parser.add_argument("--clients", type=int, default=4, help="Concurrent keep-alive connections.")
+    add_backends_option(parser)
     args = parser.parse_args()
 
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/15")
-    workdir = tempfile.TemporaryDirectory(prefix="bench-gunicorn-")
-    database = str(Path(workdir.name) / "activity.sqlite3")
-    prepare(database)
     end = BENCH_TODAY - dt.timedelta(days=1)
     start = end - dt.timedelta(days=RANGE_DAYS - 1)
     trends = f"/api/admin/activity/trends?start_date={start}&end_date={end}"
     cells = {"trivial": "/api/devices", "cached": trends, "uncached": trends + "&cache_bypass=true"}
     storages = {"memory": None, "redis": redis_url}
     if not redis_reachable(redis_url):
-        print(f"(no Redis at {redis_url}: the Redis row is skipped)")
+        print(f"(no Redis at {redis_url}: the Redis rows are skipped)")
         del storages["redis"]
     tool = "wrk" if shutil.which("wrk") else "Python client processes"
-    print(
-        f"gunicorn, 2 workers on 127.0.0.1; load: {tool}, {args.clients} connections; "
-        f"{args.seconds:g} s a cell in {args.rounds} interleaved rounds"
-    )
 
     pool = multiprocessing.get_context("spawn").Pool(args.clients)
     servers: dict[str, Server] = {}
     prefixes: dict[str, str] = {}
-    try:
-        # Both servers run at once (idle while the other is measured), so their cells interleave.
-        for storage, url in storages.items():
-            prefixes[storage] = f"bench-gunicorn-{uuid.uuid4().hex}:"
-            log_path = Path(workdir.name) / f"gunicorn-{storage}.log"
-            servers[storage] = Server(database, url, prefixes[storage], log_path)
-        for server in servers.values():
-            server.wait_ready()
-        headers = {storage: login_cookie(server.port) for storage, server in servers.items()}
-        results = measure_all(pool, servers, cells, headers, args)
-    finally:
-        for server in servers.values():
-            server.stop()
-        for storage, url in storages.items():
-            if url and storage in prefixes:
-                delete_keys(url, prefixes[storage])
-        pool.close()
-        pool.join()
-        workdir.cleanup()
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-gunicorn-") as folder,
+        BenchDatabases(folder, args.backends) as databases,
+    ):
+        print(
+            f"gunicorn, 2 workers on 127.0.0.1; load: {tool}, {args.clients} connections; "
+            f"{args.seconds:g} s a cell in {args.rounds} interleaved rounds"
+        )
+        try:
+            # Every server runs at once (idle while another is measured), so their cells interleave.
+            for backend in databases.backends:
+                host_database = str(Path(folder) / f"host-{backend}.sqlite3")
+                # On SQLite the monitor shares the host's file, as the demo host does by default.
+                monitor_database = host_database if backend == SQLITE else databases.new(backend, "activity")
+                prepare(host_database, monitor_database)
+                for storage, url in storages.items():
+                    name = f"{label(backend)}/{storage}"
+                    prefixes[name] = f"bench-gunicorn-{uuid.uuid4().hex}:"
+                    log_path = Path(folder) / f"gunicorn-{backend}-{storage}.log"
+                    servers[name] = Server(host_database, monitor_database, url, prefixes[name], log_path)
+            for server in servers.values():
+                server.wait_ready()
+            headers = {name: login_cookie(server.port) for name, server in servers.items()}
+            results = measure_all(pool, servers, cells, headers, args)
+        finally:
+            for server in servers.values():
+                server.stop()
+            for name in servers:
+                if name.endswith("/redis"):
+                    delete_keys(redis_url, prefixes[name])
+            pool.close()
+            pool.join()
 
     print("\nrequests per second, median of the rounds (min-max); cached/trivial per round, median (min-max)")
-    print(f"{'storage':<8}{'trivial':>20}{'cached':>20}{'uncached':>16}{'cached/trivial':>22}")
+    print(f"{'server':<20}{'trivial':>20}{'cached':>20}{'uncached':>16}{'cached/trivial':>22}")
     failures = []
-    for storage, rps in results.items():
+    for name, rps in results.items():
         ratios = [cached / trivial for cached, trivial in zip(rps["cached"], rps["trivial"], strict=True)]
         ratio = statistics.median(ratios)
         if ratio < TARGET_CACHED_RATIO:
-            failures.append(storage)
+            failures.append(name)
         cells_text = "".join(
-            f"{spread(rps[name], '.0f'):>{width}}"
-            for name, width in (("trivial", 20), ("cached", 20), ("uncached", 16))
+            f"{spread(rps[cell], '.0f'):>{width}}"
+            for cell, width in (("trivial", 20), ("cached", 20), ("uncached", 16))
         )
         verdict = "ok" if ratio >= TARGET_CACHED_RATIO else "UNDER TARGET"
         print(
-            f"{storage:<8}{cells_text}{spread(ratios, '.2f'):>22}   target >= {TARGET_CACHED_RATIO} {verdict}"
+            f"{name:<20}{cells_text}{spread(ratios, '.2f'):>22}   target >= {TARGET_CACHED_RATIO} {verdict}"
         )
     return 1 if failures else 0
 
