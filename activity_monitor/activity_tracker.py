@@ -2,8 +2,9 @@
 
 The row is written synchronously right after the response is built: an
 in-memory queue would be cheaper but would lose events when a worker dies or
-the queue fills. It goes through the serving thread's long-lived append
-connection (db.AppendConnections), where the insert stays compiled (see bench/).
+the queue fills. It goes through the request's connection (db.append_db): on SQLite
+the serving thread's long-lived one, where the insert stays compiled; on PostgreSQL
+one borrowed from the process's pool, where the server keeps the prepared insert.
 """
 
 from __future__ import annotations

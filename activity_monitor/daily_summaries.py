@@ -2,10 +2,10 @@
 
 :class:`DailySummaryProcessor` turns the raw ``user_activity_log`` rows of a local
 day into one ``activity_summary_daily`` row (metric definitions in
-:mod:`summary_metrics`). Each day is read and written in one ``BEGIN IMMEDIATE``
-transaction: a failure leaves the day fully old, a rerun is idempotent, and an
-event written meanwhile waits for the commit, so the late-data trigger of
-migration 002 sees the new row and marks the day dirty. Every change to the
+:mod:`summary_metrics`). Each day is read and written in one immediate
+transaction (SQLite's ``BEGIN IMMEDIATE``, a table lock on PostgreSQL): a failure leaves
+the day fully old, a rerun is idempotent, and an event written meanwhile waits for the
+commit, so the late-data trigger of migration 002 sees the new row and marks the day dirty. Every change to the
 summaries bumps the data version the trends cache keys on.
 """
 
@@ -43,7 +43,7 @@ from activity_monitor.timeutil import (
     zone,
 )
 
-# Rows fetched from SQLite at a time while reading a day (bounds memory on huge days).
+# Rows fetched from the database at a time while reading a day (bounds memory on huge days).
 FETCH_ROWS = 50_000
 
 # The numeric daily metrics of activity_summary_daily, in the order the API lists them.
