@@ -5,8 +5,8 @@ day into one ``activity_summary_daily`` row (metric definitions in
 :mod:`summary_metrics`). Each day is read and written in one immediate
 transaction (SQLite's ``BEGIN IMMEDIATE``, a table lock on PostgreSQL): a failure leaves
 the day fully old, a rerun is idempotent, and an event written meanwhile waits for the
-commit, so the late-data trigger of migration 002 sees the new row and marks the day dirty. Every change to the
-summaries bumps the data version the trends cache keys on.
+commit, so the late-data trigger of migration 002 sees the new row and marks the day dirty.
+Every change to the summaries bumps the data version the trends cache keys on.
 """
 
 from __future__ import annotations
