@@ -217,3 +217,39 @@ class GunicornHost:
             if workers <= seen.keys():
                 break
         return {pid: check for pid, check in seen.items() if pid in workers}
+
+
+def answers_per_worker(host: GunicornHost, path: str, token: str, workers: set[int], tries: int = 60) -> dict:
+    """GET ``path`` until every worker of ``workers`` has answered; return each one's first body."""
+    answers: dict[int, dict[str, Any]] = {}
+    for _ in range(tries):
+        status, body, probe = host.probed("GET", path, token)
+        assert status == 200
+        answers.setdefault(host.answering_pids([probe])[probe], body)
+        if answers.keys() == workers:
+            break
+    assert answers.keys() == workers, f"not every worker answered {path}"
+    return answers
+
+
+def check_cache_clear_reaches_every_worker(
+    clearing: GunicornHost, reading: GunicornHost, path: str, token: str, tries: int = 60
+) -> None:
+    """Fill the per-worker caches of ``reading``, clear through ``clearing``, then check that each
+    worker of ``reading`` answers anew with the new data version."""
+    workers = reading.worker_pids()
+    cached_by: set[int] = set()
+    for _ in range(tries):
+        status, body, probe = reading.probed("GET", path, token)
+        assert status == 200
+        if body["cached"]:
+            cached_by.add(reading.answering_pids([probe])[probe])
+        if cached_by == workers:
+            break
+    assert cached_by == workers, "every worker must hold the answer in its own cache first"
+    status, cleared, _ = clearing.probed("POST", "/api/admin/activity/cache/clear", token)
+    assert status == 200
+    assert cleared["data_version"] > body["data"]["data_version"]
+    for answer in answers_per_worker(reading, path, token, workers, tries).values():
+        assert answer["cached"] is False
+        assert answer["data"]["data_version"] == cleared["data_version"]

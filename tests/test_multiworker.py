@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -28,7 +27,7 @@ from activity_monitor.db import connect
 from app import create_app
 from conftest import PASSWORD, redis_url
 from demo_host.auth import create_user
-from host_cluster import GunicornHost, delete_redis_keys, wait_for
+from host_cluster import GunicornHost, check_cache_clear_reaches_every_worker, delete_redis_keys, wait_for
 from summary_rows import insert_series
 
 # Sixty summarized days, long past whatever the date is; the trends asked for are their last 30.
@@ -153,33 +152,7 @@ def test_daily_job_runs_once_across_workers(server: GunicornServer) -> None:
 
 
 def test_cache_clear_through_one_worker_reaches_every_worker(server: GunicornServer) -> None:
-    token = server.tokens["cache"]
-    cached_by: set[int] = set()
-    for _ in range(60):
-        status, body, probe = server.probed("GET", TRENDS, token)
-        assert status == 200
-        if body["cached"]:
-            cached_by.add(server.answering_pids([probe])[probe])
-        if len(cached_by) == 2:
-            break
-    assert len(cached_by) == 2, "both workers must hold the answer in their own cache first"
-    old_version = body["data"]["data_version"]
-
-    status, cleared, _ = server.probed("POST", "/api/admin/activity/cache/clear", token)
-    assert status == 200
-    assert cleared["data_version"] > old_version
-
-    first_answers: dict[int, dict[str, Any]] = {}
-    for _ in range(60):
-        status, body, probe = server.probed("GET", TRENDS, token)
-        assert status == 200
-        first_answers.setdefault(server.answering_pids([probe])[probe], body)
-        if len(first_answers) == 2:
-            break
-    assert len(first_answers) == 2
-    for body in first_answers.values():
-        assert body["cached"] is False
-        assert body["data"]["data_version"] == cleared["data_version"]
+    check_cache_clear_reaches_every_worker(server, server, TRENDS, server.tokens["cache"])
 
 
 def test_a_killed_leader_is_replaced_within_a_minute(server: GunicornServer) -> None:
