@@ -18,7 +18,7 @@ from typing import Any
 from flask import Response, current_app, g, redirect, render_template, request, session, url_for
 
 from activity_monitor import audit
-from activity_monitor.db import append_db
+from activity_monitor.db import get_db
 from activity_monitor.errors import json_error
 from activity_monitor.identity import AUTH_TOKEN, Identity, current_identity, is_admin
 
@@ -72,7 +72,7 @@ def record_forbidden(identity: Identity) -> None:
     """Write a throttled UNAUTHORIZED_ACCESS_ATTEMPT audit row; never fails the request."""
     try:
         audit.record_unauthorized_attempt(
-            append_db(),
+            get_db(),
             user_id=identity.stored_user_id,
             ip_address=client_ip(),
             endpoint=request.path,

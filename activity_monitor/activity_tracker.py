@@ -2,7 +2,7 @@
 
 The row is written synchronously right after the response is built: an
 in-memory queue would be cheaper but would lose events when a worker dies or
-the queue fills. It goes through the request's connection (db.append_db): on SQLite
+the queue fills. It goes through the request's connection (db.get_db): on SQLite
 the serving thread's long-lived one, where the insert stays compiled; on PostgreSQL
 one borrowed from the process's pool, where the server keeps the prepared insert.
 """
@@ -14,7 +14,7 @@ import time
 
 from flask import Flask, Response, current_app, g, request
 
-from activity_monitor.db import append_db, discard_append_db
+from activity_monitor.db import discard_db, get_db
 from activity_monitor.extension import now
 from activity_monitor.identity import current_identity
 from activity_monitor.storage import DatabaseError
@@ -66,11 +66,11 @@ def is_tracked(path: str) -> bool:
 
 def record_event(event: tuple) -> None:
     """Insert one event (a single autocommit statement)."""
-    conn = append_db()
+    conn = get_db()
     try:
         conn.execute(INSERT_EVENT, event)
     except DatabaseError:
-        discard_append_db()
+        discard_db()
         raise
 
 

@@ -21,7 +21,7 @@ from activity_monitor import activity_health, audit, performance_monitor, rate_l
 from activity_monitor.access import admin_required, client_ip
 from activity_monitor.activity_trends_service import ActivityTrendsService, InvalidQuery
 from activity_monitor.daily_summaries import bump_data_version
-from activity_monitor.db import append_db, discard_append_db, get_db
+from activity_monitor.db import discard_db, get_db
 from activity_monitor.errors import json_error
 from activity_monitor.extension import get_state, now, today
 from activity_monitor.identity import current_identity
@@ -107,16 +107,16 @@ def trends_service() -> ActivityTrendsService:
 
 
 def record_audit(action: str, details: dict[str, Any]) -> None:
-    """Write an audit row for the current user (through the thread's append connection).
+    """Write an audit row for the current user (through the request's connection).
 
     A failed write is logged with the whole row and never fails the admin's request.
     """
     identity = current_identity()
     user_id = identity.stored_user_id if identity is not None else None
     try:
-        audit.record(append_db(), action, user_id=user_id, ip_address=client_ip(), details=details)
+        audit.record(get_db(), action, user_id=user_id, ip_address=client_ip(), details=details)
     except Exception:
-        discard_append_db()
+        discard_db()
         current_app.logger.exception(
             "Could not write the audit row %r", {"action": action, "user_id": user_id, "details": details}
         )

@@ -47,12 +47,7 @@ def open_db(app: Flask | None = None) -> Connection:
     return get_state(app).storage.connect()
 
 
-def append_db() -> Connection:
-    """Return the request's connection for appends: its activity row, an audit row."""
-    return get_db()
-
-
-def discard_append_db() -> None:
+def discard_db() -> None:
     """Drop the request's connection after an error (a fresh one is used next time)."""
     get_state().storage.discard_request_connection()
 
