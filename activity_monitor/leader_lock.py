@@ -19,6 +19,7 @@ import time
 from typing import Any, Protocol
 
 from activity_monitor.redis_client import NoBackoff, Retry, redis
+from activity_monitor.storage import DatabaseError, is_postgres_url
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +213,6 @@ class PostgresLeaderLock:
 
     def acquire(self) -> bool:
         """Take the advisory lock if no session holds it."""
-        import psycopg
-
         if self.held:
             return self.renew()
         try:
@@ -222,34 +221,30 @@ class PostgresLeaderLock:
             row = self.conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
             self.held = bool(row[0])
             self.reachable = True
-        except psycopg.Error as exc:
+        except DatabaseError as exc:
             self._unreachable(exc)
         return self.held
 
     def renew(self) -> bool:
         """The lock lives as long as its session: check that the session still answers."""
-        import psycopg
-
         if not self.held:
             return False
         try:
             self.conn.execute("SELECT 1")
             self.reachable = True
-        except psycopg.Error as exc:
+        except DatabaseError as exc:
             # The session is gone or unreachable, and with it (on the server) the lock.
             self._unreachable(exc)
         return self.held
 
     def release(self) -> None:
         """Unlock and close the lock's connection."""
-        import psycopg
-
         if self.conn is not None:
             try:
                 if self.held and not self.conn.closed:
                     self.conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
-            except psycopg.Error:
-                pass
+            except DatabaseError:
+                pass  # the session is gone, and the server freed the lock with it
             finally:
                 self.conn.close()
                 self.conn = None
@@ -275,8 +270,6 @@ def lock_for_config(config: Any, database: str, redis_prefix: str) -> LeaderLock
     """Return the lock the config asks for: ACTIVITY_LEADER_LOCK_URL; else the database's advisory
     lock on PostgreSQL; else Redis when ACTIVITY_REDIS_URL is set; else a file beside the SQLite
     database. The lock's name carries the install's prefix, so each install elects its own leader."""
-    from activity_monitor.storage import is_postgres_url
-
     url = config["ACTIVITY_LEADER_LOCK_URL"]
     if url is None and is_postgres_url(config["ACTIVITY_DATABASE"]):
         url = config["ACTIVITY_DATABASE"]

@@ -61,6 +61,14 @@ def placeholders(sql: str) -> str:
     return TOKEN.sub(replace, sql)
 
 
+def for_psycopg(sql: str, params: Any) -> tuple[str, Any]:
+    """Return the statement and parameters as psycopg takes them: without parameters the text goes
+    as it is (several statements may then share it, and a % is plain text)."""
+    if params is None or (not params and "?" not in sql):
+        return sql, None
+    return placeholders(sql), params
+
+
 class Row:
     """One result row, read by position or by column name, like ``sqlite3.Row``."""
 
@@ -135,7 +143,7 @@ class PostgresCursor:
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> PostgresCursor:
         """Run one statement."""
-        self.raw.execute(placeholders(sql) if params is not None else sql, params)
+        self.raw.execute(*for_psycopg(sql, params))
         return self
 
     def fetchone(self) -> Any:
@@ -168,10 +176,7 @@ class PostgresConnection:
 
     def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> Any:
         """Run one statement (several, separated by semicolons, when there are no parameters)."""
-        cursor = self.raw.cursor()
-        if params is None or (not params and "?" not in sql):
-            return cursor.execute(sql)
-        return cursor.execute(placeholders(sql), params)
+        return self.raw.cursor().execute(*for_psycopg(sql, params))
 
     def cursor(self) -> PostgresCursor:
         """Return a cursor (as sqlite3's ``conn.cursor()``)."""
