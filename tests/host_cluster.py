@@ -9,6 +9,7 @@ tagged with a probe id, reads from its access log which worker answered each, an
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import http.client
 import json
 import os
@@ -49,6 +50,21 @@ def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.2
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what or condition}")
         time.sleep(interval)
+
+
+class DailyJobTime:
+    """When, ``delay`` seconds from now, a server's daily job falls due. Servers in processes of
+    their own run on the system clock, so this is the one read of it: only the time of day is
+    handed over (HH:MM:SS, UTC), which is ``delay`` seconds away across midnight too, and the wait
+    counts on the monotonic clock. No date enters."""
+
+    def __init__(self, delay: float):
+        self.setting = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay)).strftime("%H:%M:%S")
+        self.due = time.monotonic() + delay
+
+    def wait(self) -> None:
+        """Sleep until the job is due."""
+        time.sleep(max(0.0, self.due - time.monotonic()))
 
 
 def delete_redis_keys(url: str, prefix: str) -> None:

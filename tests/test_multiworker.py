@@ -27,7 +27,13 @@ from activity_monitor.db import connect
 from app import create_app
 from conftest import PASSWORD, redis_url
 from demo_host.auth import create_user
-from host_cluster import GunicornHost, check_cache_clear_reaches_every_worker, delete_redis_keys, wait_for
+from host_cluster import (
+    DailyJobTime,
+    GunicornHost,
+    check_cache_clear_reaches_every_worker,
+    delete_redis_keys,
+    wait_for,
+)
 from summary_rows import insert_series
 
 # Sixty summarized days, long past whatever the date is; the trends asked for are their last 30.
@@ -49,7 +55,7 @@ class GunicornServer(GunicornHost):
         self.database = str(workdir / "activity.sqlite3")
         self.prefix = f"test-multiworker-{uuid.uuid4().hex}:"
         self.tokens: dict[str, str] = {}
-        self.daily_at: dt.datetime | None = None
+        self.daily_at: DailyJobTime | None = None
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -67,8 +73,7 @@ class GunicornServer(GunicornHost):
 
     def start(self) -> None:
         """Launch gunicorn in its own process group and wait until it answers /healthz."""
-        # Real time, as the server's scheduler sees it; HH:MM:SS past midnight is still 12 s away.
-        self.daily_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=DAILY_JOB_DELAY)
+        self.daily_at = DailyJobTime(DAILY_JOB_DELAY)
         super().start(
             {
                 "FLASK_DATABASE": self.database,
@@ -80,7 +85,7 @@ class GunicornServer(GunicornHost):
                 "FLASK_ACTIVITY_TIMEZONE": "UTC",
                 "FLASK_ACTIVITY_SCHEDULER_TICK_SECONDS": "1",
                 "FLASK_ACTIVITY_LEADER_LOCK_TTL": str(LEADER_LOCK_TTL),
-                "FLASK_ACTIVITY_DAILY_SUMMARY_AT": self.daily_at.strftime("%H:%M:%S"),
+                "FLASK_ACTIVITY_DAILY_SUMMARY_AT": self.daily_at.setting,
             }
         )
 
@@ -132,7 +137,7 @@ def test_rate_limit_is_shared_by_all_workers(server: GunicornServer) -> None:
 
 def test_daily_job_runs_once_across_workers(server: GunicornServer) -> None:
     assert server.daily_at is not None
-    time.sleep(max(0.0, (server.daily_at - dt.datetime.now(dt.UTC)).total_seconds()))
+    server.daily_at.wait()
 
     runs = wait_for(
         lambda: [run for run in server.job_runs("daily_summaries") if run["finished_at"]],

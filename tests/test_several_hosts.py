@@ -39,6 +39,7 @@ from conftest import PASSWORD, redis_url
 from demo_host import db as host_db
 from demo_host.auth import create_user
 from host_cluster import (
+    DailyJobTime,
     GunicornHost,
     check_cache_clear_reaches_every_worker,
     delete_redis_keys,
@@ -76,7 +77,7 @@ class Cluster:
         self.hosts = [GunicornHost(workdir / name, name) for name in ("host-a", "host-b")]
         self.user_ids: dict[str, int] = {}
         self.tokens: dict[str, str] = {}
-        self.daily_at: dt.datetime | None = None
+        self.daily_at: DailyJobTime | None = None
         self.started = False
 
     @staticmethod
@@ -114,8 +115,7 @@ class Cluster:
 
     def start(self) -> None:
         """Launch both hosts at once and wait until each answers /healthz."""
-        # Real time, as the servers' schedulers see it; HH:MM:SS past midnight is still 12 s away.
-        self.daily_at = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=DAILY_JOB_DELAY)
+        self.daily_at = DailyJobTime(DAILY_JOB_DELAY)
         shared = {
             "FLASK_SECRET_KEY": "several-hosts-test-secret",
             "FLASK_ACTIVITY_DATABASE": self.database,
@@ -126,7 +126,7 @@ class Cluster:
             "FLASK_ACTIVITY_BACKGROUND_TASKS": "true",
             "FLASK_ACTIVITY_TIMEZONE": "UTC",
             "FLASK_ACTIVITY_SCHEDULER_TICK_SECONDS": str(TICK_SECONDS),
-            "FLASK_ACTIVITY_DAILY_SUMMARY_AT": self.daily_at.strftime("%H:%M:%S"),
+            "FLASK_ACTIVITY_DAILY_SUMMARY_AT": self.daily_at.setting,
         }
         self.started = True
         for host in self.hosts:
@@ -238,7 +238,7 @@ def test_the_rate_limit_holds_exactly_across_both_hosts(cluster: Cluster) -> Non
 
 def test_one_leader_across_both_hosts_runs_the_daily_job_once(cluster: Cluster) -> None:
     assert cluster.daily_at is not None
-    time.sleep(max(0.0, (cluster.daily_at - dt.datetime.now(dt.UTC)).total_seconds()))
+    cluster.daily_at.wait()
 
     wait_for(
         lambda: [run for run in cluster.job_runs() if run["job"] == "daily_summaries" and run["finished_at"]],
