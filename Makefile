@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 MIN_VENV := .venv-min
 
-.PHONY: run test test-min lint bench package clean
+.PHONY: run test test-min lint bench bench-peers package clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,18 @@ bench: $(VENV)/.installed-dev
 	  echo "== $$script"; $(BIN)/python $$script || missed="$$missed $$script"; echo; \
 	done; \
 	if [ -n "$$missed" ]; then echo "Over target (see above):$$missed"; else echo "Every benchmark met its target."; fi
+
+PEERS_VENV := .venv-peers
+
+$(PEERS_VENV)/.installed: bench/requirements-peers.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet -r bench/requirements-peers.txt
+	touch $@
+
+## bench-peers: score statsforecast's AutoETS and MSTL and Prophet on the forecast benchmark's protocol
+## (several minutes; writes bench/forecast_peers.json, which `make bench` compares against)
+bench-peers: $(PEERS_VENV)/.installed
+	$(PEERS_VENV)/bin/python bench/peers_forecast.py
 
 clean:
 	rm -rf $(VENV) $(MIN_VENV) .pytest_cache .ruff_cache tests/artifacts dist build *.egg-info

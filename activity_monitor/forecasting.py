@@ -1,9 +1,24 @@
-"""Weekly-seasonal 7-day forecasts for a batch of daily series, each chosen by rolling-origin backtest.
+"""7-day forecasts for a batch of daily series from all their history, combined by rolling-origin backtest.
 
-Each series (row) picks, by rolling-origin backtest (up to 8 weekly origins, 7 days ahead each), the
-lowest-MASE of seasonal naive, naive, a weekday-adjusted damped Holt ("seasonal_holt") and the mean of
-seasonal naive and seasonal_holt; 95 % intervals come from its backtest errors per horizon. All rows,
-origins and smoothing parameters run in one vectorised pass; a row's result never depends on the others.
+Each series (row) is forecast by the mean of the COMBINED (2) candidates with the lowest backtest MASE
+over up to 52 weekly origins (7 days ahead each, every origin scaled by its own in-sample seasonal-naive
+MAE; with two years of history, only origins with two years of training behind them):
+- seasonal naive and naive;
+- "seasonal_holt": damped Holt on the data divided by (or less) a robust weekday profile (per-weekday
+  medians over the 26 weeks before each week), smoothing parameters picked by one-step squared error over
+  the FIT_WINDOW_DAYS before each origin; "seasonal_holt_log" is the same on log(1 + value / (5 % of
+  the mean)), whose back-transformed forecast is a median: it is not dragged up by spikes;
+- with two years or more: "yearly_regression" (and its log twin), least squares on a linear trend, six
+  yearly harmonics and weekday dummies over up to three years, plus the exponentially weighted mean of
+  its last residuals so it follows the current level;
+- and the means seasonal naive + seasonal_holt, seasonal_holt + yearly_regression (and log twins).
+95 % intervals come from the backtest errors of the combined forecast per horizon.
+
+Why hand-written: no well-kept numpy-only library fits and selects ETS-style models for a batch of series
+within the trends request's budget (statsforecast needs pandas and compiles; statsmodels fits one model
+at a time in tens of ms). So every row, origin and smoothing parameter runs in one vectorised pass: the
+smoothing runs once over the history and its state is read at every origin, and the regression's normal
+equations for every origin come from running sums. A row's result never depends on the other rows.
 Pure numpy, no JSON: callers round and date the arrays returned.
 """
 
@@ -15,33 +30,47 @@ import numpy as np
 
 SEASON = 7  # days in the weekly cycle
 HORIZON = 7  # days forecast
+YEAR = 364  # days in a weekday-aligned year
 MIN_TRAINING_DAYS = 14  # shortest history a backtest origin may train on
-MAX_ORIGINS = 8  # weekly rolling origins scored by the backtest
+MAX_ORIGINS = 52  # weekly rolling origins scored by the backtest
 MIN_ORIGINS_FOR_INTERVALS = 2  # fewer backtest origins: intervals from the random-walk fallback
-FIT_WINDOW_DAYS = 84  # days of history the smoothing model is run over
-PROFILE_WEEKS = 8  # recent weeks the weekday profile is estimated from
+FIT_WINDOW_DAYS = 364  # days of one-step errors the smoothing parameters are picked on
+PROFILE_WEEKS = 26  # weeks the weekday profile is estimated from
 CLOSED_DAY_FACTOR = 0.1  # weekday multiplier below which a day carries no level information
+LOG_OFFSET = 0.05  # log candidates model log(1 + value / (LOG_OFFSET × the row's mean))
+YEARLY_MIN_DAYS = 2 * YEAR  # training days a yearly regression needs
+YEARLY_WINDOW_DAYS = 3 * YEAR  # most recent training days the yearly regression is fitted on
+YEARLY_HARMONICS = 6  # sine/cosine pairs of the yearly shape
+YEARLY_MIN_ORIGINS = 8  # origins with two years of training needed to score the yearly candidates
+RESIDUAL_ALPHA = 0.05  # weight of the newest residual in the regression's level correction
+RESIDUAL_DAYS = 120  # residuals the level correction reads
+COMBINED = 2  # best-scoring candidates averaged into the forecast
 ALPHAS = np.array([0.05, 0.15, 0.3, 0.5, 0.8])  # level smoothing grid
 TRENDS = ((0.0, 0.0), (0.05, 0.98), (0.2, 0.98), (0.2, 0.9))  # (beta, phi) grid; (0, 0) is no trend
-METHODS = ("seasonal_naive", "naive", "seasonal_holt", "combination")  # simplest first: ties keep it
+BASE_METHODS = ("seasonal_naive", "naive", "seasonal_holt", "seasonal_holt_log",
+                "seasonal_naive+seasonal_holt", "seasonal_holt+seasonal_holt_log")
+YEARLY_METHODS = ("yearly_regression", "yearly_regression_log", "seasonal_holt+yearly_regression",
+                  "seasonal_holt_log+yearly_regression_log")
 
 _GRID_ALPHA = np.repeat(ALPHAS, len(TRENDS))
 _GRID_BETA = np.tile([beta for beta, _ in TRENDS], len(ALPHAS))
 _GRID_PHI = np.tile([phi for _, phi in TRENDS], len(ALPHAS))
 # Cumulative damping sum phi + phi^2 + ... + phi^h for h = 1..HORIZON, per grid point.
 _GRID_DAMPING = np.cumsum(_GRID_PHI[:, None] ** np.arange(1, HORIZON + 1), axis=1)
-# Values per array the smoothing loop materialises per block of days: an array much past 128 KB is
-# mapped afresh by malloc on every call, and its page faults cost more than the arithmetic on it.
-_BLOCK_VALUES = 16_384
+# Weight of the residual k days before the origin in the regression's level correction (SES from 0).
+_RESIDUAL_WEIGHTS = RESIDUAL_ALPHA * (1 - RESIDUAL_ALPHA) ** np.arange(RESIDUAL_DAYS)
 
 
 class ForecastSelection(NamedTuple):
-    """Per row: the chosen method, its HORIZON-day forecast and per-horizon sd, and its backtest.
+    """Per row: the method, its HORIZON-day forecast and per-horizon sd, and its backtest.
 
-    mase and seasonal_naive_mase are NaN where nothing was scored; origins is shared by all rows.
+    method is the best-scoring candidate's name, or "combination" when several are averaged (their
+    names in combined); mase and seasonal_naive_mase are NaN where nothing was scored; origins is
+    shared by all rows.
     """
 
     methods: list[str]
+    combined: list[list[str]]
     forecasts: np.ndarray  # (rows, HORIZON)
     sds: np.ndarray  # (rows, HORIZON)
     mase: np.ndarray  # (rows,)
@@ -49,165 +78,212 @@ class ForecastSelection(NamedTuple):
     origins: int
 
 
-def _weekday_medians(blocks: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Return per-weekday medians of blocks (..., cuts, weeks, 7) whose first weeks may be NaN padding.
-
-    counts (cuts,) is the number of real weeks in each cut's block.
-    """
-    ordered = np.sort(blocks, axis=-2)  # NaN padding sorts last
-    cut = np.arange(len(counts))
-    return (ordered[..., cut, (counts - 1) // 2, :] + ordered[..., cut, counts // 2, :]) / 2
-
-
 def _weekday_profiles(ys: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return weekday factors per row and cut: multipliers, offsets (rows, cuts, 7), use-multiplicative flags.
 
-    Factors are medians, per weekday, of each day's ratio to (or difference from) its centred 7-day
-    mean over the last weeks before the cut whose centred mean is known; the form that fits those weeks
-    better wins (multiplicative needs a positive centred mean throughout). Columns are day index % 7.
+    cuts are consecutive week ends (cuts[0] ≥ 13, then every 7 days). Factors are medians, per weekday,
+    of each day's ratio to (or difference from) its centred 7-day mean over the last PROFILE_WEEKS
+    weeks before the cut whose centred mean is known; the form with the smaller squared misfit over
+    those weeks wins (multiplicative needs a positive centred mean throughout). Columns are day index % 7.
     """
     rows = len(ys)
-    weeks = np.minimum(PROFILE_WEEKS, (cuts - SEASON + 1) // SEASON)
-    most = int(weeks.max())
-    window = SEASON * most
     kernel = np.ones(SEASON) / SEASON
     # centred[:, j] is centred on day j + 3; one convolve per row (a handful) keeps np.convolve's sums.
     centred = np.array([np.convolve(y, kernel, mode="valid") for y in ys])
-    days = cuts[:, None] - 3 - window + np.arange(window)  # the last has a known centred mean
-    used = np.arange(window) >= SEASON * (most - weeks[:, None])
-    days = np.where(used, days, 3)
-    level, observed = centred[:, days - 3], ys[:, days]  # (rows, cuts, window)
-    everywhere = bool(used.all())  # every cut has PROFILE_WEEKS weeks: nothing to mask
+    # Week blocks end 3 days before each cut (the last day with a known centred mean); the first
+    # block starts on the earliest such day, 3 to 9. Deviations are computed once per block.
+    first = 3 + (int(cuts[0]) - 6) % SEASON
+    blocks = (int(cuts[-1]) - 3 - first) // SEASON
+    days = first + np.arange(blocks * SEASON)
+    observed = ys[:, days].reshape(rows, blocks, SEASON)
+    level = centred[:, days - 3].reshape(rows, blocks, SEASON)
+    # PROFILE_WEEKS blocks of NaN in front give every cut a full window; NaN sorts last.
+    padded = np.full((2, rows, PROFILE_WEEKS + blocks, SEASON), np.nan)
     with np.errstate(all="ignore"):
-        deviations = np.stack([observed / level, observed - level])
-    if not everywhere:
-        deviations[:, :, ~used] = np.nan
-    shape = (rows, len(cuts), most, SEASON)
-    ratios, offsets = _weekday_medians(deviations.reshape(2, *shape), weeks)
+        padded[0, :, PROFILE_WEEKS:] = observed / level
+    padded[1, :, PROFILE_WEEKS:] = observed - level
+    ends = (cuts - 3 - first) // SEASON  # blocks before each cut
+    counts = np.minimum(ends, PROFILE_WEEKS)
+    starts = ends  # window of cut j: padded blocks [ends[j], ends[j] + PROFILE_WEEKS)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, PROFILE_WEEKS, axis=2)[:, :, starts]
+    ordered = np.sort(windows, axis=-1)  # (2, rows, cuts, 7, PROFILE_WEEKS)
+    low = ((counts - 1) // 2)[None, None, :, None, None]  # sorted, the padding's NaN come last
+    high = (counts // 2)[None, None, :, None, None]
+    middle = (np.take_along_axis(ordered, low, axis=-1) + np.take_along_axis(ordered, high, axis=-1)) / 2
+    ratios, offsets = middle[..., 0]  # each (rows, cuts, 7)
     ratio_mean = ratios.mean(axis=-1, keepdims=True)
     ratios = np.where(ratio_mean > 0, ratios / np.where(ratio_mean > 0, ratio_mean, 1.0), 1.0)
     offsets = offsets - offsets.mean(axis=-1, keepdims=True)
-    by_week = observed.reshape(shape), level.reshape(shape)
-    misfit_ratio = np.abs(by_week[0] - by_week[1] * ratios[..., None, :]).reshape(level.shape)
-    misfit_offset = np.abs(by_week[0] - by_week[1] - offsets[..., None, :]).reshape(level.shape)
-    positive = level > 0
-    if not everywhere:
-        misfit_ratio, misfit_offset, positive = misfit_ratio * used, misfit_offset * used, positive | ~used
-    positive = positive.all(axis=-1) & (ratio_mean[..., 0] > 0)
-    multiplicative = positive & (misfit_ratio.sum(axis=-1) <= misfit_offset.sum(axis=-1))
-    # Rotate columns from "position in the window" to "day index % 7".
-    cut = np.arange(len(cuts))[:, None]
-    order = (np.arange(SEASON)[None, :] - (cuts[:, None] - 3 - window)) % SEASON
-    return ratios[:, cut, order], offsets[:, cut, order], multiplicative
+    # Squared misfits of each form over each cut's window, from running sums per weekday:
+    # sum (o - l r)^2 = sum o^2 - 2 r sum o l + r^2 sum l^2, and likewise for o - l - offset.
+    difference = observed - level
+    sums = np.zeros((5, rows, blocks + 1, SEASON))
+    np.cumsum(np.stack([observed * observed, observed * level, level * level, difference * difference,
+                        difference]), axis=2, out=sums[:, :, 1:])
+    oo, ol, ll, dd, d1 = sums[:, :, ends] - sums[:, :, ends - counts]
+    misfit_ratio = (oo - 2 * ratios * ol + ratios * ratios * ll).sum(axis=-1)
+    misfit_offset = (dd - 2 * offsets * d1 + counts[:, None] * offsets * offsets).sum(axis=-1)
+    nonpositive = np.concatenate([np.zeros((rows, 1)), np.cumsum((level <= 0).any(axis=2), axis=1)], axis=1)
+    positive = (nonpositive[:, ends] - nonpositive[:, ends - counts] == 0) & (ratio_mean[..., 0] > 0)
+    multiplicative = positive & (misfit_ratio <= misfit_offset)
+    # Rotate columns from "position in the week block" to "day index % 7".
+    order = (np.arange(SEASON) - first) % SEASON
+    return ratios[..., order], offsets[..., order], multiplicative
 
 
-def _holt_grid(target: np.ndarray, factor: np.ndarray, adjusted: np.ndarray, weights: np.ndarray,
-               start: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run damped Holt for every (series, cut) pair and grid point; return final level, slope and
-    one-step SSE, each (pairs, grid points).
+def _holt_pass(adjusted: np.ndarray, weights: np.ndarray, start_level: np.ndarray,
+               stops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Run damped Holt on every row of adjusted (rows × days) for every grid point, in one pass.
 
-    Inputs are (pairs, span): target = observed − additive factor, factor = multiplicative factor,
-    adjusted = weekday-adjusted data, weights = 1 where a day updates the level. Pair p starts at
-    column start[p]: level = its first week's mean, slope = its second week's mean minus that, / 7.
+    weights are 1 where a day updates the level, 0 where it carries no information. Returns the
+    one-step forecasts (days, grid, rows) and the level and slope (stops, grid, rows) in force at the
+    start of each day index in stops (an index equal to days: after the last day).
     """
-    pairs, span = target.shape
+    rows, days = adjusted.shape
     grid = len(_GRID_ALPHA)
-    columns = np.arange(span)
-    pair, weighted = np.arange(pairs)[:, None], adjusted * weights
-
-    def week_mean(offset: int) -> np.ndarray:
-        week = start[:, None] + offset + np.arange(SEASON)
-        return weighted[pair, week].sum(axis=1) / np.maximum(weights[pair, week].sum(axis=1), 1)
-
-    first = week_mean(0)
-    trend_start = (columns == start[:, None] + SEASON) * ((week_mean(SEASON) - first) / SEASON)[:, None]
-    has_trend = _GRID_PHI > 0
-    # State is grid-major (grid point, pair), flattened: a pair's inputs broadcast along the outer axis.
-    # Until its own history begins a pair's state sits still: weights are 0 and the slope is injected late.
-    level = (first + 3 * trend_start.sum(axis=1) * has_trend[:, None]).ravel()  # the week's middle day
-    configs = len(level)
-    slope = np.zeros(configs)
-    scored = columns >= start[:, None] + np.where(span - start >= 3 * SEASON, 2 * SEASON, SEASON)[:, None]
-    alpha, phi, beta = (np.repeat(values, pairs) for values in (_GRID_ALPHA, _GRID_PHI, _GRID_BETA))
-    kicks = {t: (trend_start[:, t] * has_trend[:, None]).ravel()
-             for t in set((start + SEASON).tolist()) if t < span}
-    adjusted_t, weights_t = adjusted.T[:, None, :], weights.T[:, None, :]
+    level = np.repeat(start_level[None, :], grid, axis=0).ravel()
+    slope = np.zeros_like(level)
+    alpha, phi, beta = (np.repeat(values, rows) for values in (_GRID_ALPHA, _GRID_PHI, _GRID_BETA))
+    values = np.repeat(adjusted.T[:, None, :], grid, axis=1).reshape(days, -1)
     everyone_updates = weights.all(axis=0).tolist()  # per day: the gain is alpha for every config
-    # Unscored days get factor and target 0, hence error 0: cheaper than masking every error.
-    factor_t, target_t = (factor * scored).T[:, None, :], (target * scored).T[:, None, :]
-    sse = np.zeros(configs)
-    damped, step, partial_gain = np.empty(configs), np.empty(configs), np.empty((grid, pairs))
+    gains = None if all(everyone_updates) else (
+        weights.T[:, None, :] * _GRID_ALPHA[None, :, None]).reshape(days, -1)
+    forecasts = np.empty((days, grid * rows))
+    levels, slopes = np.empty((len(stops), grid * rows)), np.empty((len(stops), grid * rows))
+    stop_at = {int(day): index for index, day in enumerate(stops)}
+    damped, step = np.empty_like(level), np.empty_like(level)
     multiply, add, subtract = np.multiply, np.add, np.subtract
-
-    def partial_gains(t: int) -> np.ndarray:
-        return multiply(weights_t[t], _GRID_ALPHA[:, None], partial_gain).ravel()
-
-    # Blocks of days keep every array small: large ones would come as fresh pages on each call.
-    block_days = max(1, _BLOCK_VALUES // configs)
-    block = np.empty((block_days, grid, pairs))  # the block's adjusted values, per config
-    forecasts = np.empty((1 + block_days, configs))  # the SSE so far, then the block's one-step forecasts
-    for begin in range(SEASON, span, block_days):
-        days = slice(begin, min(begin + block_days, span))
-        size = days.stop - begin
-        np.copyto(block[:size], adjusted_t[days])
-        values = block.reshape(block_days, configs)[:size]
-        for t, forecast, value in zip(range(begin, days.stop), forecasts[1:1 + size], values, strict=True):
-            if t in kicks:
-                add(slope, kicks[t], slope)
-            # Positional outputs: at this size a ufunc call costs more than its arithmetic.
-            multiply(phi, slope, damped)
-            add(level, damped, forecast)
-            subtract(value, forecast, step)
-            multiply(step, alpha if everyone_updates[t] else partial_gains(t), step)
-            add(forecast, step, level)
-            multiply(beta, step, slope)
-            add(slope, damped, slope)
-        errors = forecasts[1:1 + size].reshape(size, grid, pairs)
-        errors *= factor_t[days]
-        subtract(target_t[days], errors, out=errors)
-        errors *= errors
-        forecasts[0] = sse
-        sse = forecasts[:1 + size].sum(axis=0)  # adds day by day, in order
-    return level.reshape(grid, pairs).T, slope.reshape(grid, pairs).T, sse.reshape(grid, pairs).T
+    for t in range(days):
+        if t in stop_at:
+            levels[stop_at[t]], slopes[stop_at[t]] = level, slope
+        forecast = forecasts[t]
+        # Positional outputs: at this size a ufunc call costs more than its arithmetic.
+        multiply(phi, slope, damped)
+        add(level, damped, forecast)
+        subtract(values[t], forecast, step)
+        multiply(step, alpha if everyone_updates[t] else gains[t], step)
+        add(forecast, step, level)
+        multiply(beta, step, slope)
+        add(slope, damped, slope)
+    if days in stop_at:
+        levels[stop_at[days]], slopes[stop_at[days]] = level, slope
+    shape = (grid, rows)
+    return (forecasts.reshape(days, *shape), levels.reshape(len(stops), *shape),
+            slopes.reshape(len(stops), *shape))
 
 
 def _smoothing_forecasts(ys: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Return the seasonally adjusted damped-Holt forecast of the HORIZON days after each cut, per row.
+    """Return the weekday-adjusted damped-Holt forecast of the HORIZON days after each cut, per row.
 
-    The level (and damped trend) is smoothed on weekday-adjusted data over the last FIT_WINDOW_DAYS
-    before each cut; smoothing parameters are picked per (row, cut) from the grid by in-sample one-step
-    squared error. Shorter histories are left-padded. Returns shape (rows, cuts, HORIZON).
+    Weekday profiles are estimated at every week boundary (cuts lie on them) from the weeks before it,
+    and adjust the days of the week that follows. One smoothing pass runs from FIT_WINDOW_DAYS before
+    the first cut; at each cut the grid point with the least one-step squared error over the
+    FIT_WINDOW_DAYS before it gives the forecast. Returns shape (rows, cuts, HORIZON).
     """
-    rows, pairs = len(ys), len(ys) * len(cuts)
-    ratios, offsets, multiplicative = _weekday_profiles(ys, cuts)
+    rows, n = ys.shape
+    first = max(MIN_TRAINING_DAYS, int(cuts[0]) - FIT_WINDOW_DAYS)
+    first += (n - first) % SEASON  # on a week boundary, as the cuts are
+    bounds = np.arange(first, n + 1, SEASON)
+    ratios, offsets, multiplicative = _weekday_profiles(ys, bounds)
     multiplicative = multiplicative[..., None]
-    span = min(FIT_WINDOW_DAYS, int(cuts.max()))
-    start = span - np.minimum(span, cuts)  # first real column of each cut
-    columns = np.arange(span)
-    days = np.maximum(cuts[:, None] - span + columns, 0)
-    cut = np.arange(len(cuts))[:, None]
-    # Per row, cut and weekday: the multiplier and the offset to use (1 and 0 where the other form won).
-    profiles = np.stack([np.where(multiplicative, ratios, 1.0), np.where(multiplicative, 0.0, offsets)])
-    factor, shift = profiles[:, :, cut, days % SEASON]  # (rows, cuts, span)
-    informative = (factor >= CLOSED_DAY_FACTOR) & (columns >= start[:, None])
+    factors = np.where(multiplicative, ratios, 1.0)  # (rows, bounds, 7)
+    shifts = np.where(multiplicative, 0.0, offsets)
+    # Day first - 7 + i takes the profile of boundary max(0, i // 7 - 1): the week before the pass
+    # (its level starts the pass) and the pass's first week share the first boundary's profile.
+    days = np.arange(first - SEASON, n)
+    week = np.maximum((days - first) // SEASON, 0)
+    factor, shift = factors[:, week, days % SEASON], shifts[:, week, days % SEASON]
     observed = ys[:, days]
+    informative = factor >= CLOSED_DAY_FACTOR
     adjusted = np.where(informative, (observed - shift) / np.where(informative, factor, 1.0), 0.0)
-    level, slope, sse = _holt_grid(*(values.reshape(pairs, span) for values in (
-        observed - shift, factor, adjusted, informative.astype(float))), np.tile(start, rows))
-    best = np.argmin(sse, axis=1)
-    pair = np.arange(pairs)
-    path = (level[pair, best][:, None] + slope[pair, best][:, None] * _GRID_DAMPING[best]).reshape(
-        rows, len(cuts), HORIZON)
-    ahead_factor, ahead_shift = profiles[:, :, cut, (cuts[:, None] + np.arange(HORIZON)) % SEASON]
-    return np.maximum(path * ahead_factor + ahead_shift, 0.0)
+    weights = informative * 1.0
+    start_level = (adjusted[:, :SEASON] * weights[:, :SEASON]).sum(axis=1) / np.maximum(
+        weights[:, :SEASON].sum(axis=1), 1)
+    one_step, levels, slopes = _holt_pass(adjusted[:, SEASON:], weights[:, SEASON:], start_level,
+                                          cuts - first)
+    errors = (observed - shift)[:, SEASON:].T[:, None, :] - factor[:, SEASON:].T[:, None, :] * one_step
+    running = np.concatenate([np.zeros((1, *errors.shape[1:])), np.cumsum(errors * errors, axis=0)])
+    # (cuts, grid, rows): the squared one-step errors of the FIT_WINDOW_DAYS before each cut.
+    sse = running[cuts - first] - running[np.maximum(cuts - FIT_WINDOW_DAYS, first) - first]
+    best = np.argmin(sse, axis=1)  # (cuts, rows)
+    cut, row = np.arange(len(cuts))[:, None], np.arange(rows)[None, :]
+    path = levels[cut, best, row][..., None] + slopes[cut, best, row][..., None] * _GRID_DAMPING[best]
+    at = (cuts - first) // SEASON
+    ahead = (cuts[:, None] + np.arange(HORIZON)) % SEASON
+    ahead_factor = factors[:, at[:, None], ahead]  # (rows, cuts, HORIZON)
+    ahead_shift = shifts[:, at[:, None], ahead]
+    return np.maximum(path.transpose(1, 0, 2) * ahead_factor + ahead_shift, 0.0)
 
 
-def _candidate_forecasts(ys: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Return each METHODS candidate's HORIZON-day forecasts after every cut: (4, rows, cuts, HORIZON)."""
+def _yearly_design(days: np.ndarray) -> np.ndarray:
+    """Return the regression's columns for day indices: intercept, trend (years), harmonics, weekdays."""
+    angle = 2 * np.pi * days[:, None] * np.arange(1, YEARLY_HARMONICS + 1) / 365.25
+    weekdays = (days[:, None] % SEASON == np.arange(1, SEASON)) * 1.0
+    return np.column_stack([np.ones(len(days)), days / 365.25, np.sin(angle), np.cos(angle), weekdays])
+
+
+def _yearly_regression_forecasts(ys: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Return the yearly regression's forecast of the HORIZON days after each cut (every cut ≥
+    YEARLY_MIN_DAYS and a whole number of weeks before n), per row: (rows, cuts, HORIZON).
+
+    Least squares over the last YEARLY_WINDOW_DAYS before the cut, from running sums of the normal
+    equations; plus the exponentially weighted mean of the last RESIDUAL_DAYS residuals.
+    """
+    rows, n = ys.shape
+    design = _yearly_design(np.arange(n + HORIZON, dtype=float))
+    columns = design.shape[1]
+    # Sums over whole weeks ending on the cuts (zero days pad the front): cuts and window starts all
+    # fall on week ends, so running sums per week give every cut's normal equations.
+    pad = -n % SEASON
+    weeks = (n + pad) // SEASON
+    blocks = np.zeros((weeks * SEASON, columns))
+    blocks[pad:] = design[:n]
+    blocks = blocks.reshape(weeks, SEASON, columns)
+    values = np.zeros((rows, weeks * SEASON))
+    values[:, pad:] = ys
+    values = values.reshape(rows, weeks, SEASON)
+    gram = np.zeros((weeks + 1, columns, columns))
+    np.cumsum(np.einsum("wdi,wdj->wij", blocks, blocks), axis=0, out=gram[1:])
+    moments = np.zeros((weeks + 1, columns, rows))
+    np.cumsum(np.einsum("wdc,rwd->wcr", blocks, values), axis=0, out=moments[1:])
+    ends = (cuts + pad) // SEASON
+    starts = np.where(cuts > YEARLY_WINDOW_DAYS, ends - YEARLY_WINDOW_DAYS // SEASON, 0)
+    normal = gram[ends] - gram[starts]  # (cuts, columns, columns)
+    # A whisker of ridge keeps the solve defined whatever the data; it is far below every eigenvalue.
+    normal += np.eye(columns) * 1e-9 * np.trace(normal, axis1=1, axis2=2)[:, None, None]
+    coefficients = np.linalg.solve(normal, moments[ends] - moments[starts])  # (cuts, columns, rows)
+    recent = cuts[:, None] - 1 - np.arange(RESIDUAL_DAYS)  # (cuts, RESIDUAL_DAYS), newest first
+    fitted = np.einsum("ckj,cjr->rck", design[recent], coefficients)
+    correction = ((ys[:, recent] - fitted) * _RESIDUAL_WEIGHTS).sum(axis=2)  # (rows, cuts)
+    ahead = np.einsum("chj,cjr->rch", design[cuts[:, None] + np.arange(HORIZON)], coefficients)
+    return np.maximum(ahead + correction[..., None], 0.0)
+
+
+def _log_units(ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return log(1 + ys / offset) per row and the offsets (LOG_OFFSET × each row's mean, > 0)."""
+    offsets = LOG_OFFSET * ys.mean(axis=1)
+    offsets = np.where(offsets > 0, offsets, 1.0)
+    return np.log1p(ys / offsets[:, None]), offsets
+
+
+def _candidate_forecasts(ys: np.ndarray, cuts: np.ndarray,
+                         yearly: bool) -> tuple[tuple[str, ...], np.ndarray]:
+    """Return the candidates' names and forecasts after every cut: (methods, rows, cuts, HORIZON)."""
+    rows = len(ys)
+    logs, offsets = _log_units(ys)
+    # Raw and log rows share one smoothing pass: rows never mix.
+    smoothing = _smoothing_forecasts(np.concatenate([ys, logs]), cuts)
+    back = offsets[:, None, None]
+    holt, holt_log = smoothing[:rows], np.minimum(back * np.expm1(smoothing[rows:]), np.finfo(float).max)
     seasonal_naive = ys[:, cuts[:, None] - SEASON + np.arange(HORIZON) % SEASON]
-    smoothing = _smoothing_forecasts(ys, cuts)
     naive = np.repeat(ys[:, cuts - 1][:, :, None], HORIZON, axis=2)
-    return np.stack([seasonal_naive, naive, smoothing, (seasonal_naive + smoothing) / 2])
+    candidates = [seasonal_naive, naive, holt, holt_log, (seasonal_naive + holt) / 2, (holt + holt_log) / 2]
+    if not yearly:
+        return BASE_METHODS, np.stack(candidates)
+    regression = _yearly_regression_forecasts(np.concatenate([ys, logs]), cuts)
+    trend, trend_log = regression[:rows], np.minimum(back * np.expm1(regression[rows:]), np.finfo(float).max)
+    candidates += [trend, trend_log, (holt + trend) / 2, (holt_log + trend_log) / 2]
+    return BASE_METHODS + YEARLY_METHODS, np.stack(candidates)
 
 
 def _in_sample_scales(ys: np.ndarray, cuts: np.ndarray, lag: int) -> np.ndarray:
@@ -237,44 +313,56 @@ def _mean_scaled_errors(per_origin: np.ndarray, scored: np.ndarray) -> np.ndarra
     return mase
 
 
-def select_forecasts(ys: np.ndarray) -> ForecastSelection:
-    """Return, per row of ys (rows × days, values of order 1), the lowest-MASE method and its forecast.
-
-    MASE is averaged over the backtest origins, each scaled by the in-sample seasonal-naive MAE of its
-    own training data (lag-1 MAE where that is 0); origins with neither are not scored. Rows with no
-    origin or none scored fall back to seasonal naive (naive under 7 days) with random-walk intervals.
-    """
-    rows, n = ys.shape
+def backtest_origins(n: int) -> tuple[np.ndarray, bool]:
+    """Return the backtest origins (earliest first) for a history of n days and whether the yearly
+    candidates take part (then every origin has YEARLY_MIN_DAYS of training)."""
     origins = n - SEASON * np.arange(MAX_ORIGINS, 0, -1)
     origins = origins[origins >= MIN_TRAINING_DAYS]
+    yearly = int((origins >= YEARLY_MIN_DAYS).sum()) >= YEARLY_MIN_ORIGINS
+    return (origins[origins >= YEARLY_MIN_DAYS] if yearly else origins), yearly
+
+
+def select_forecasts(ys: np.ndarray) -> ForecastSelection:
+    """Return, per row of ys (rows × days of history, values of order 1), the combined forecast.
+
+    Candidates are ranked by MASE averaged over the backtest origins, each scaled by the in-sample
+    seasonal-naive MAE of its own training data (lag-1 MAE where that is 0); origins with neither are
+    not scored. The COMBINED best are averaged; the simplest method wins ties. Rows with no origin or
+    none scored fall back to seasonal naive (naive under 7 days) with random-walk intervals.
+    """
+    rows, n = ys.shape
+    origins, yearly = backtest_origins(n)
     if len(origins) == 0 or rows == 0:
         method, values, sds = _short_history_forecasts(ys)
-        return ForecastSelection([method] * rows, values, sds, np.full(rows, np.nan), np.full(rows, np.nan),
-                                 len(origins))
+        return ForecastSelection([method] * rows, [[method] for _ in range(rows)], values, sds,
+                                 np.full(rows, np.nan), np.full(rows, np.nan), len(origins))
     cuts = np.append(origins, n)
-    candidates = _candidate_forecasts(ys, cuts)
+    names, candidates = _candidate_forecasts(ys, cuts, yearly)
     scales = _in_sample_scales(ys, origins, SEASON)
     if not (scales > 0).all():
         scales = np.where(scales > 0, scales, _in_sample_scales(ys, origins, 1))
     scored = scales > 0
-    errors = ys[:, origins[:, None] + np.arange(HORIZON)] - candidates[:, :, :-1]
-    mase = _mean_scaled_errors(np.abs(errors).mean(axis=3) / np.where(scored, scales, 1.0), scored)
-    # The first strictly smaller MASE wins, as min() would pick: ties (and NaN) keep the simpler method.
-    choice, best = np.zeros(rows, dtype=int), mase[0]
-    for index in range(1, len(METHODS)):
-        better = mase[index] < best
-        choice, best = np.where(better, index, choice), np.where(better, mase[index], best)
+    actual = ys[:, origins[:, None] + np.arange(HORIZON)]
+    scale = np.where(scored, scales, 1.0)[..., None]
+    mase = _mean_scaled_errors(np.abs(actual - candidates[:, :, :-1]).mean(axis=3) / scale[..., 0], scored)
+    # A stable sort keeps the simpler method first among equal scores; NaN (unscored) sorts last.
+    ranking = np.argsort(mase, axis=0, kind="stable")[:COMBINED]  # (COMBINED, rows)
     row = np.arange(rows)
-    methods = [METHODS[index] for index in choice.tolist()]
-    forecasts = candidates[choice, row, -1]
+    combination = candidates[ranking, row[None, :]].mean(axis=0)  # (rows, cuts, HORIZON)
+    errors = actual - combination[:, :-1]
+    best = _mean_scaled_errors((np.abs(errors).mean(axis=2) / scale[..., 0])[None], scored)[0]
+    forecasts = combination[:, -1]
+    combined = [[names[index] for index in ranking[:, r].tolist()] for r in range(rows)]
+    methods = ["combination" if len(set(chosen)) > 1 else chosen[0] for chosen in combined]
     sds = None
     if len(origins) >= MIN_ORIGINS_FOR_INTERVALS:
-        sds = np.maximum.accumulate(np.sqrt(np.mean(errors[choice, row] ** 2, axis=1)), axis=1)
+        sds = np.maximum.accumulate(np.sqrt(np.mean(errors ** 2, axis=1)), axis=1)
     backtested = scored.any(axis=1)  # else mase is NaN already
     if sds is None or not backtested.all():
         fallback_method, fallback_values, fallback_sds = _short_history_forecasts(ys)
         sds = fallback_sds if sds is None else sds
-        methods = [method if ok else fallback_method for method, ok in zip(methods, backtested, strict=True)]
+        for r in np.flatnonzero(~backtested).tolist():
+            methods[r], combined[r] = fallback_method, [fallback_method]
         forecasts = np.where(backtested[:, None], forecasts, fallback_values)
         sds = np.where(backtested[:, None], sds, fallback_sds)
-    return ForecastSelection(methods, forecasts, sds, best, mase[0], len(origins))
+    return ForecastSelection(methods, combined, forecasts, sds, best, mase[0], len(origins))

@@ -3,8 +3,10 @@
 Pure numpy (scipy.special only for the slope's p-value); no Flask, no SQL. Every dict returned is
 JSON-safe: plain floats, ints, strings or None, never NaN or Infinity. The work is done for a batch of
 series (metrics × days) at once, and a row's numbers never depend on the other rows: the single-series
-functions run a batch of one, so ``analyze_many(series, dates)[i] == analyze(series[i], dates)``.
-Forecasting lives in :mod:`forecasting`.
+functions run a batch of one, so ``analyze_many(series, dates, history=h)[i] == analyze(series[i],
+dates, history=h[i])``. Summaries and the linear trend describe the range (``series``); the forecast
+and the anomaly fit read ``history``, every tracked day up to the range's last day (default: the range
+itself), and anomalies are reported for the range's days only. Forecasting lives in :mod:`forecasting`.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ FULL_STRENGTH_CHANGE = 0.5  # relative fitted change at which strength stops gro
 ANOMALY_THRESHOLD = 3.5  # robust z-score above which a day is an anomaly
 MIN_ANOMALY_SD = 0.01  # floor of the robust sd, as a fraction of the mean absolute value
 MAD_TO_SD = 1.4826
+ANOMALY_FIT_DAYS = 365  # history days (at least the range) the anomaly fit runs over
+P_VALUE_FIGURES = 3  # significant figures of p-values: a tiny p-value is not rounded to 0
+SLOPE_FIGURES = 3  # significant figures kept for slopes smaller than 4 decimals can show
 ANOMALY_FIT_PARAMETERS = 2 + (SEASON - 1)  # intercept, day index and six weekday dummies
 
 
@@ -84,6 +89,21 @@ def _rounded(values: np.ndarray, digits: int) -> list[float | None]:
     return rounded
 
 
+def _figures(values: np.ndarray, figures: int, decimals: int | None = None) -> list[float | None]:
+    """Return each value rounded to `figures` significant figures (to at least `decimals` decimals when
+    given), None when not finite; 0.0 only for an exact 0."""
+    out: list[float | None] = []
+    for value in np.asarray(values, dtype=float).tolist():
+        if not math.isfinite(value):
+            out.append(None)
+        elif value == 0.0:
+            out.append(0.0)
+        else:
+            digits = figures - 1 - math.floor(math.log10(abs(value)))
+            out.append(round(value, digits if decimals is None else max(digits, decimals)) + 0.0)
+    return out
+
+
 def _columns(digits: int, *columns: np.ndarray) -> list[list[float | None]]:
     """Return each (rows,) column as a list of :func:`_num` values, rounding all in one pass."""
     flat, size = _rounded(np.concatenate(columns), digits), len(columns[0])
@@ -116,7 +136,8 @@ def _summaries(batch: _Batch, dates: list[dt.date]) -> list[dict]:
     rows, n = values.shape
     if n == 0:
         return [{"average": 0.0, "median": 0.0, "std_dev": 0.0, "min": 0.0, "max": 0.0, "total": 0.0,
-                 "peak_date": None, "percentage_change": None} for _ in range(rows)]
+                 "peak_date": None, "change_first_to_last_week_percent": None, "percentage_change": None}
+                for _ in range(rows)]
     edge = min(SEASON, n)
     first, last = units[:, :edge].mean(axis=1), units[:, -edge:].mean(axis=1)
     change = np.where(first != 0, (last - first) / first * 100, np.nan)
@@ -125,12 +146,16 @@ def _summaries(batch: _Batch, dates: list[dt.date]) -> list[dict]:
         values.min(axis=1), values.max(axis=1), batch.sums * scales, change)
     peaks = np.argmax(values, axis=1).tolist()
     return [{"average": average[r], "median": median[r], "std_dev": std_dev[r], "min": low[r], "max": high[r],
-             "total": total[r], "peak_date": dates[peaks[r]].isoformat(), "percentage_change": change[r]}
+             "total": total[r], "peak_date": dates[peaks[r]].isoformat(),
+             "change_first_to_last_week_percent": change[r], "percentage_change": change[r]}
             for r in range(rows)]
 
 
 def summarize(values: np.ndarray, dates: list[dt.date]) -> dict:
-    """Return average, median, population std, min, max, total, peak_date and percentage_change."""
+    """Return average, median, population std, min, max, total, peak_date and
+    change_first_to_last_week_percent: the mean of the last 7 days against the first 7 (all days when
+    fewer), in percent; None when the first week averages 0. percentage_change is the same number
+    under its older name."""
     with np.errstate(all="ignore"):  # overflow past float max becomes None, not a warning
         return _summaries(_prepare(np.asarray(values, dtype=float)[None, :]), dates)[0]
 
@@ -163,7 +188,9 @@ def _ols_lines(batch: _Batch) -> _Lines:
         p_value = np.ones(rows)
     else:
         t_stat = slope / np.sqrt(ss_res / (n - 2) / sxx)
-        p_value = np.where(ss_res <= 0, 0.0, 2 * special.stdtr(n - 2, -np.abs(t_stat)))
+        # Residuals within rounding noise of the total (a perfect line) are an exact fit: p is 0.
+        exact = ss_res <= (n * np.finfo(float).eps) ** 2 * batch.squares
+        p_value = np.where(exact, 0.0, 2 * special.stdtr(n - 2, -np.abs(t_stat)))
     return _Lines(np.where(flat, 0.0, slope), intercept, np.where(flat, 0.0, r_squared),
                   np.where(flat, 1.0, p_value))
 
@@ -173,9 +200,14 @@ def linear_trend(values: np.ndarray) -> dict:
     with np.errstate(all="ignore"):
         batch = _prepare(np.asarray(values, dtype=float)[None, :])
         line = _ols_lines(batch)
-        (slope,), (intercept,), (r_squared,), (p_value,) = _columns(
-            4, line.slope * batch.scales, line.intercept * batch.scales, line.r_squared, line.p_value)
+        (intercept,), (r_squared,) = _columns(4, line.intercept * batch.scales, line.r_squared)
+        (slope,), (p_value,) = _slopes(line.slope * batch.scales), _figures(line.p_value, P_VALUE_FIGURES)
     return {"slope": slope, "intercept": intercept, "r_squared": r_squared, "p_value": p_value}
+
+
+def _slopes(values: np.ndarray) -> list[float | None]:
+    """Return slopes to 4 decimals, or to SLOPE_FIGURES significant figures where 4 decimals lose them."""
+    return _figures(values, SLOPE_FIGURES, decimals=4)
 
 
 def _forecast_points(forecasts: np.ndarray, sds: np.ndarray, scales: np.ndarray,
@@ -203,8 +235,8 @@ def _forecast_points(forecasts: np.ndarray, sds: np.ndarray, scales: np.ndarray,
         strict=True)] for start in range(0, rows * HORIZON, HORIZON)]
 
 
-def _trend_analyses(batch: _Batch, lines: _Lines, dates: list[dt.date]) -> list[dict]:
-    """Return :func:`trend_analysis` of every row, given its OLS line."""
+def _trend_analyses(batch: _Batch, lines: _Lines, dates: list[dt.date], history: _Batch) -> list[dict]:
+    """Return :func:`trend_analysis` of every row, given its OLS line and its history."""
     rows, n = batch.units.shape
     slope, r_squared = lines.slope, lines.r_squared
     mean = batch.means
@@ -214,11 +246,13 @@ def _trend_analyses(batch: _Batch, lines: _Lines, dates: list[dt.date]) -> list[
     direction = np.where(moving, np.where(slope > 0, "increasing", "decreasing"), "stable").tolist()
     share = relative / FULL_STRENGTH_CHANGE
     strength = r_squared * np.where(share < 1.0, share, 1.0)  # min(1.0, share)
-    selection = select_forecasts(batch.units)
-    points = (_forecast_points(selection.forecasts, selection.sds, batch.scales, dates[-1]) if n
+    selection = select_forecasts(history.units)
+    points = (_forecast_points(selection.forecasts, selection.sds, history.scales, dates[-1]) if n
               else [[] for _ in range(rows)])
-    confidence, slope_per_day, strength, mase, seasonal_naive_mase = _columns(
-        4, r_squared, slope * batch.scales, strength, selection.mase, selection.seasonal_naive_mase)
+    confidence, strength, mase, seasonal_naive_mase = _columns(
+        4, r_squared, strength, selection.mase, selection.seasonal_naive_mase)
+    slope_per_day = _slopes(slope * batch.scales)
+    history_days = history.values.shape[1]
     return [{
         "direction": direction[r],
         "confidence": confidence[r],
@@ -227,24 +261,38 @@ def _trend_analyses(batch: _Batch, lines: _Lines, dates: list[dt.date]) -> list[
         "forecast": points[r],
         "method": selection.methods[r],
         "backtest": {"mase": mase[r], "seasonal_naive_mase": seasonal_naive_mase[r],
-                     "origins": selection.origins},
+                     "origins": selection.origins, "history_days": history_days,
+                     "combined_methods": selection.combined[r]},
     } for r in range(rows)]
 
 
-def trend_analysis(values: np.ndarray, dates: list[dt.date]) -> dict:
+def trend_analysis(values: np.ndarray, dates: list[dt.date], *, history: np.ndarray | None = None) -> dict:
     """Return direction, confidence (R²), slope, strength, a 7-day forecast with 95 % intervals,
     the forecast method and its backtest.
 
     direction is "increasing"/"decreasing" when the OLS slope has p < 0.05 and its fitted change over
     the range is at least 5 % of the mean, else "stable". strength = R² × min(1, |fitted change| /
     (0.5 × |mean|)): a perfect line that moves the level by half its mean or more has strength 1.
-    backtest: the chosen method's and seasonal naive's MASE, averaged over the origins (each scaled by
-    the in-sample seasonal-naive MAE of its own training data); None when there is nothing to score.
+    The forecast reads history (every tracked day up to the range's last day; default: values).
+    backtest: the forecast's and seasonal naive's MASE, averaged over the origins (each scaled by the
+    in-sample seasonal-naive MAE of its own training data), None when there is nothing to score; the
+    number of origins, of history days, and the methods averaged into the forecast.
     """
     values = _validated(np.asarray(values, dtype=float)[None, :], dates)
+    past = _validated_history(values, None if history is None else np.asarray(history, dtype=float)[None, :])
     with np.errstate(all="ignore"):
         batch = _prepare(values)
-        return _trend_analyses(batch, _ols_lines(batch), dates)[0]
+        return _trend_analyses(batch, _ols_lines(batch), dates, _prepare(past))[0]
+
+
+def _validated_history(values: np.ndarray, history: np.ndarray | None) -> np.ndarray:
+    """Return history as a float (metrics × days) array at least as long as values (values when None)."""
+    if history is None:
+        return values
+    past = np.asarray(history, dtype=float)
+    if past.ndim != 2 or past.shape[0] != values.shape[0] or past.shape[1] < values.shape[1]:
+        raise ValueError(f"history of shape {past.shape} does not cover series of shape {values.shape}")
+    return past
 
 
 def _weekday_trend_residuals(units: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -298,10 +346,12 @@ def _robust_fit(units: np.ndarray, weights: np.ndarray | None,
 
 
 def _anomaly_lists(batch: _Batch, dates: list[dt.date]) -> list[list[dict]]:
-    """Return :func:`anomalies` of every row."""
+    """Return :func:`anomalies` of every row of batch (the fit window), reported for its last
+    len(dates) days, which dates label."""
     values, scales, units = batch.values, batch.scales, batch.units
     rows, n = values.shape
-    if n < MIN_TRAINING_DAYS:
+    before = n - len(dates)  # fit days before the range
+    if n < MIN_TRAINING_DAYS or not dates:
         return [[] for _ in range(rows)]
     floors = MIN_ANOMALY_SD * np.abs(units).mean(axis=1)
     tiny = np.finfo(float).tiny
@@ -312,44 +362,62 @@ def _anomaly_lists(batch: _Batch, dates: list[dt.date]) -> list[list[dict]]:
     if len(refit):
         residuals[refit], sds[refit] = _robust_fit(units[refit], inliers[refit] * 1.0, floors[refit])
     found = [[] for _ in range(rows)]
-    row, day = np.nonzero(np.abs(residuals) > ANOMALY_THRESHOLD * sds[:, None])
+    row, day = np.nonzero(np.abs(residuals[:, before:]) > ANOMALY_THRESHOLD * sds[:, None])
+    day = day + before
     residual = residuals[row, day]
     value, expected, score = _columns(2, values[row, day], (units[row, day] - residual) * scales[row],
                                       residual / sds[row])
     for r, i, number, fitted, z in zip(row.tolist(), day.tolist(), value, expected, score, strict=True):
-        found[r].append({"date": dates[i].isoformat(), "value": number, "expected": fitted, "score": z})
+        found[r].append({"date": dates[i - before].isoformat(), "value": number, "expected": fitted,
+                         "score": z})
     return found
 
 
-def anomalies(values: np.ndarray, dates: list[dt.date]) -> list[dict]:
-    """Return the days whose residual from a trend-plus-weekday fit exceeds 3.5 robust sds.
+def anomalies(values: np.ndarray, dates: list[dt.date], *, history: np.ndarray | None = None) -> list[dict]:
+    """Return the range's days whose residual from a trend-plus-weekday fit exceeds 3.5 robust sds.
 
-    The fit is refitted once without the first pass's outliers so one spike cannot bend it. The robust
-    sd is 1.4826 × MAD of the residuals, floored at 1 % of the mean absolute value: a flat series flags
-    nothing, a flat series with one spike flags the spike. Needs at least 14 days, else [].
+    The fit runs over the last max(range, 365) days of history (default: values). It is refitted once
+    without the first pass's outliers so one spike cannot bend it. The robust sd is 1.4826 × MAD of the
+    residuals, floored at 1 % of the mean absolute value: a flat series flags nothing, a flat series
+    with one spike flags the spike. Needs at least 14 fit days, else [].
     """
+    values = _validated(np.asarray(values, dtype=float)[None, :], dates)
+    past = _validated_history(values, None if history is None else np.asarray(history, dtype=float)[None, :])
     with np.errstate(all="ignore"):
-        return _anomaly_lists(_prepare(np.asarray(values, dtype=float)[None, :]), dates)[0]
+        return _anomaly_lists(_prepare(_anomaly_window(past, len(dates))), dates)[0]
 
 
-def analyze(values: np.ndarray, dates: list[dt.date]) -> dict:
+def _anomaly_window(history: np.ndarray, n: int) -> np.ndarray:
+    """Return the history days the anomaly fit runs over: the last max(n, ANOMALY_FIT_DAYS)."""
+    return history[:, -max(n, ANOMALY_FIT_DAYS):] if history.shape[1] else history
+
+
+def analyze(values: np.ndarray, dates: list[dt.date], *, history: np.ndarray | None = None) -> dict:
     """Return one metric's summary: statistics, the linear trend's slope/R²/p-value, the trend
-    analysis with its forecast, and the anomalies."""
-    return analyze_many(np.asarray(values, dtype=float)[None, :], dates)[0]
+    analysis with its forecast, and the anomalies (see :func:`analyze_many` for history)."""
+    past = None if history is None else np.asarray(history, dtype=float)[None, :]
+    return analyze_many(np.asarray(values, dtype=float)[None, :], dates, history=past)[0]
 
 
-def analyze_many(series: np.ndarray, dates: list[dt.date]) -> list[dict]:
-    """Return :func:`analyze` for each row of a (metrics × days) array sharing the same dates."""
+def analyze_many(series: np.ndarray, dates: list[dt.date], *,
+                 history: np.ndarray | None = None) -> list[dict]:
+    """Return :func:`analyze` for each row of a (metrics × days) array sharing the same dates.
+
+    history (metrics × H, H ≥ days; its last days are the range's) holds every tracked day up to the
+    range's last day: the forecast and the anomaly fit read it. None reads series alone.
+    """
     values = _validated(series, dates)
+    past = _validated_history(values, history)
     if len(values) == 0:
         return []
     with np.errstate(all="ignore"):  # overflow past float max becomes None, not a warning
         batch = _prepare(values)
         lines = _ols_lines(batch)
         summaries = _summaries(batch, dates)
-        analyses = _trend_analyses(batch, lines, dates)
-        found = _anomaly_lists(batch, dates)
-        slopes, r_squareds, p_values = _columns(4, lines.slope * batch.scales, lines.r_squared, lines.p_value)
+        analyses = _trend_analyses(batch, lines, dates, batch if history is None else _prepare(past))
+        found = _anomaly_lists(_prepare(_anomaly_window(past, len(dates))), dates)
+        (r_squareds,) = _columns(4, lines.r_squared)
+        slopes, p_values = _slopes(lines.slope * batch.scales), _figures(lines.p_value, P_VALUE_FIGURES)
     return [{
         **summaries[r],
         "trend_slope": slopes[r],
