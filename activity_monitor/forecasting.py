@@ -1,13 +1,19 @@
 """7-day forecasts for a batch of daily series from all their history, combined by rolling-origin backtest.
 
-Each series (row) is forecast by the mean of the COMBINED (2) candidates with the lowest backtest MASE
-over up to 52 weekly origins (7 days ahead each, every origin scaled by its own in-sample seasonal-naive
-MAE; with two years of history, only origins with two years of training behind them):
+Each series (row) is forecast by the mean of the 1, 2 or 3 (COMBINED) candidates with the lowest
+backtest MASE over up to 52 weekly origins (7 days ahead each, every origin scaled by its own in-sample
+seasonal-naive MAE; with two years of history, only origins with two years of training behind them);
+how many are averaged is itself picked by that backtest:
 - seasonal naive and naive;
 - "seasonal_holt": damped Holt on the data divided by (or less) a robust weekday profile (per-weekday
-  medians over the 26 weeks before each week), smoothing parameters picked by one-step squared error over
-  the FIT_WINDOW_DAYS before each origin; "seasonal_holt_log" is the same on log(1 + value / (5 % of
-  the mean)), whose back-transformed forecast is a median: it is not dragged up by spikes;
+  medians over the 26 weeks before each week); "seasonal_holt_log" is the same on log(1 + value / (5 %
+  of the mean)), whose back-transformed forecast is a median: it is not dragged up by spikes;
+- "holt_winters" (and its log twin): Holt-Winters without trend and with an additive weekday state,
+  smoothed from the additive profile on (the no-trend ETS forms statsforecast's AutoETS picks on the
+  benchmark's series, the log twin standing in for a multiplicative season): it follows a weekly
+  shape that drifts, where the medians lag;
+- smoothing parameters of both picked by one-step squared error over the FIT_WINDOW_DAYS before each
+  origin, the forecast being the mean of the GRID_AVERAGED best grid points;
 - with two years or more: "yearly_regression" (and its log twin), least squares on a linear trend, six
   yearly harmonics and weekday dummies over up to three years, plus the exponentially weighted mean of
   its last residuals so it follows the current level;
@@ -44,19 +50,21 @@ YEARLY_HARMONICS = 6  # sine/cosine pairs of the yearly shape
 YEARLY_MIN_ORIGINS = 8  # origins with two years of training needed to score the yearly candidates
 RESIDUAL_ALPHA = 0.05  # weight of the newest residual in the regression's level correction
 RESIDUAL_DAYS = 120  # residuals the level correction reads
-COMBINED = 2  # best-scoring candidates averaged into the forecast
-ALPHAS = np.array([0.05, 0.15, 0.3, 0.5, 0.8])  # level smoothing grid
+COMBINED = (1, 2, 3)  # sizes of the combination of best-scoring candidates; the backtest picks one
+GRID_AVERAGED = 2  # grid points with the least one-step error averaged into a smoothing forecast
+ALPHAS = (0.05, 0.15, 0.3, 0.5, 0.8)  # level smoothing grid
 TRENDS = ((0.0, 0.0), (0.05, 0.98), (0.2, 0.98), (0.2, 0.9))  # (beta, phi) grid; (0, 0) is no trend
+GAMMAS = (0.01, 0.03, 0.1)  # Holt-Winters weekday-state smoothing grid
 BASE_METHODS = ("seasonal_naive", "naive", "seasonal_holt", "seasonal_holt_log",
-                "seasonal_naive+seasonal_holt", "seasonal_holt+seasonal_holt_log")
+                "seasonal_naive+seasonal_holt", "seasonal_holt+seasonal_holt_log",
+                "holt_winters", "holt_winters_log")
 YEARLY_METHODS = ("yearly_regression", "yearly_regression_log", "seasonal_holt+yearly_regression",
                   "seasonal_holt_log+yearly_regression_log")
 
-_GRID_ALPHA = np.repeat(ALPHAS, len(TRENDS))
-_GRID_BETA = np.tile([beta for beta, _ in TRENDS], len(ALPHAS))
-_GRID_PHI = np.tile([phi for _, phi in TRENDS], len(ALPHAS))
-# Cumulative damping sum phi + phi^2 + ... + phi^h for h = 1..HORIZON, per grid point.
-_GRID_DAMPING = np.cumsum(_GRID_PHI[:, None] ** np.arange(1, HORIZON + 1), axis=1)
+# (alpha, beta, phi, gamma) per grid point: damped Holt on profile-adjusted days (no weekday state),
+# and Holt-Winters (no trend, a smoothed weekday state) on the days as they are.
+_HOLT_GRID = np.array([(alpha, beta, phi, 0.0) for alpha in ALPHAS for beta, phi in TRENDS]).T
+_WINTERS_GRID = np.array([(alpha, 0.0, 0.0, gamma) for gamma in GAMMAS for alpha in ALPHAS]).T
 # Weight of the residual k days before the origin in the regression's level correction (SES from 0).
 _RESIDUAL_WEIGHTS = RESIDUAL_ALPHA * (1 - RESIDUAL_ALPHA) ** np.arange(RESIDUAL_DAYS)
 
@@ -131,54 +139,65 @@ def _weekday_profiles(ys: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.
     return ratios[..., order], offsets[..., order], multiplicative
 
 
-def _holt_pass(adjusted: np.ndarray, weights: np.ndarray, start_level: np.ndarray,
-               stops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Run damped Holt on every row of adjusted (rows × days) for every grid point, in one pass.
+def _holt_pass(values: np.ndarray, weights: np.ndarray, start_level: np.ndarray,
+               start_states: np.ndarray, parameters: np.ndarray,
+               stops: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run damped Holt with a smoothed weekday state on every row of values (rows × days), in one pass.
 
-    weights are 1 where a day updates the level, 0 where it carries no information. Returns the
-    one-step forecasts (days, grid, rows) and the level and slope (stops, grid, rows) in force at the
-    start of each day index in stops (an index equal to days: after the last day).
+    Row r has its own parameters[:, r] = (alpha, beta, phi, gamma) and starts from start_level[r] and
+    the weekday states start_states[r] (7, for days 0, 1, ... of the pass modulo 7). Day t's one-step
+    forecast is level + phi × slope + state[t % 7]; its error moves the level by alpha ×, the slope by
+    beta × alpha × and the state by gamma × itself. weights are 1 where a day updates, 0 where it carries
+    no information. Returns the one-step forecasts (days, rows) and the level, slope (stops, rows) and
+    states (stops, 7, rows) in force at the start of each day index in stops (days: after the last day).
     """
-    rows, days = adjusted.shape
-    grid = len(_GRID_ALPHA)
-    level = np.repeat(start_level[None, :], grid, axis=0).ravel()
-    slope = np.zeros_like(level)
-    alpha, phi, beta = (np.repeat(values, rows) for values in (_GRID_ALPHA, _GRID_PHI, _GRID_BETA))
-    values = np.repeat(adjusted.T[:, None, :], grid, axis=1).reshape(days, -1)
-    everyone_updates = weights.all(axis=0).tolist()  # per day: the gain is alpha for every config
-    gains = None if all(everyone_updates) else (
-        weights.T[:, None, :] * _GRID_ALPHA[None, :, None]).reshape(days, -1)
-    forecasts = np.empty((days, grid * rows))
-    levels, slopes = np.empty((len(stops), grid * rows)), np.empty((len(stops), grid * rows))
+    rows, days = values.shape
+    alpha, beta, phi, gamma = (np.ascontiguousarray(column) for column in parameters)
+    level, slope = start_level.astype(float), np.zeros(rows)
+    states = np.ascontiguousarray(start_states.T, dtype=float)  # (7, rows)
+    columns = np.ascontiguousarray(values.T)
+    everyone_updates = weights.all(axis=0).tolist()  # per day: the gains are alpha, gamma for every row
+    if not all(everyone_updates):
+        level_gains, state_gains = weights.T * alpha, weights.T * gamma
+    forecasts = np.empty((days, rows))
+    levels, slopes = np.empty((len(stops), rows)), np.empty((len(stops), rows))
+    stop_states = np.empty((len(stops), SEASON, rows))
     stop_at = {int(day): index for index, day in enumerate(stops)}
-    damped, step = np.empty_like(level), np.empty_like(level)
+    damped, base, error, step = (np.empty(rows) for _ in range(4))
     multiply, add, subtract = np.multiply, np.add, np.subtract
     for t in range(days):
         if t in stop_at:
-            levels[stop_at[t]], slopes[stop_at[t]] = level, slope
-        forecast = forecasts[t]
+            index = stop_at[t]
+            levels[index], slopes[index], stop_states[index] = level, slope, states
+        forecast, state = forecasts[t], states[t % SEASON]
         # Positional outputs: at this size a ufunc call costs more than its arithmetic.
         multiply(phi, slope, damped)
-        add(level, damped, forecast)
-        subtract(values[t], forecast, step)
-        multiply(step, alpha if everyone_updates[t] else gains[t], step)
-        add(forecast, step, level)
+        add(level, damped, base)
+        add(base, state, forecast)
+        subtract(columns[t], forecast, error)
+        updates = everyone_updates[t]
+        multiply(error, alpha if updates else level_gains[t], step)
+        add(base, step, level)
         multiply(beta, step, slope)
         add(slope, damped, slope)
+        multiply(error, gamma if updates else state_gains[t], error)
+        add(state, error, state)  # state is a view: this updates states in place
     if days in stop_at:
-        levels[stop_at[days]], slopes[stop_at[days]] = level, slope
-    shape = (grid, rows)
-    return (forecasts.reshape(days, *shape), levels.reshape(len(stops), *shape),
-            slopes.reshape(len(stops), *shape))
+        index = stop_at[days]
+        levels[index], slopes[index], stop_states[index] = level, slope, states
+    return forecasts, levels, slopes, stop_states
 
 
-def _smoothing_forecasts(ys: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Return the weekday-adjusted damped-Holt forecast of the HORIZON days after each cut, per row.
+def _smoothing_forecasts(ys: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return the weekday-adjusted damped-Holt and the Holt-Winters forecasts of the HORIZON days after
+    each cut, per row: two arrays (rows, cuts, HORIZON).
 
-    Weekday profiles are estimated at every week boundary (cuts lie on them) from the weeks before it,
-    and adjust the days of the week that follows. One smoothing pass runs from FIT_WINDOW_DAYS before
-    the first cut; at each cut the grid point with the least one-step squared error over the
-    FIT_WINDOW_DAYS before it gives the forecast. Returns shape (rows, cuts, HORIZON).
+    Weekday profiles are estimated at every week boundary (cuts lie on them) from the weeks before it.
+    Damped Holt runs on the days adjusted by the profile of their week; Holt-Winters on the days as they
+    are, its weekday state starting from the additive profile. One pass runs both grids from
+    FIT_WINDOW_DAYS before the first cut; at each cut the GRID_AVERAGED grid points of each with the
+    least one-step squared error over the FIT_WINDOW_DAYS before it give the forecast (their mean:
+    averaging neighbours steadies a choice that the noise of one year of errors makes).
     """
     rows, n = ys.shape
     first = max(MIN_TRAINING_DAYS, int(cuts[0]) - FIT_WINDOW_DAYS)
@@ -199,20 +218,47 @@ def _smoothing_forecasts(ys: np.ndarray, cuts: np.ndarray) -> np.ndarray:
     weights = informative * 1.0
     start_level = (adjusted[:, :SEASON] * weights[:, :SEASON]).sum(axis=1) / np.maximum(
         weights[:, :SEASON].sum(axis=1), 1)
-    one_step, levels, slopes = _holt_pass(adjusted[:, SEASON:], weights[:, SEASON:], start_level,
-                                          cuts - first)
-    errors = (observed - shift)[:, SEASON:].T[:, None, :] - factor[:, SEASON:].T[:, None, :] * one_step
-    running = np.concatenate([np.zeros((1, *errors.shape[1:])), np.cumsum(errors * errors, axis=0)])
-    # (cuts, grid, rows): the squared one-step errors of the FIT_WINDOW_DAYS before each cut.
-    sse = running[cuts - first] - running[np.maximum(cuts - FIT_WINDOW_DAYS, first) - first]
-    best = np.argmin(sse, axis=1)  # (cuts, rows)
-    cut, row = np.arange(len(cuts))[:, None], np.arange(rows)[None, :]
-    path = levels[cut, best, row][..., None] + slopes[cut, best, row][..., None] * _GRID_DAMPING[best]
+    start_states = offsets[:, 0, (first + np.arange(SEASON)) % SEASON]  # pass day i is weekday first + i
+    winters_level = (observed[:, :SEASON] - start_states).mean(axis=1)
+    # Configuration rows: every grid point of each method for every data row, grid point major.
+    holt_points, winters_points = _HOLT_GRID.shape[1], _WINTERS_GRID.shape[1]
+    one_step, levels, slopes, states = _holt_pass(
+        np.concatenate([np.tile(adjusted[:, SEASON:], (holt_points, 1)),
+                        np.tile(observed[:, SEASON:], (winters_points, 1))]),
+        np.concatenate([np.tile(weights[:, SEASON:], (holt_points, 1)),
+                        np.ones((winters_points * rows, n - first))]),
+        np.concatenate([np.tile(start_level, holt_points), np.tile(winters_level, winters_points)]),
+        np.concatenate([np.zeros((holt_points * rows, SEASON)), np.tile(start_states, (winters_points, 1))]),
+        np.concatenate([np.repeat(_HOLT_GRID, rows, axis=1), np.repeat(_WINTERS_GRID, rows, axis=1)], axis=1),
+        cuts - first)
+    damping = np.cumsum(np.concatenate([_HOLT_GRID[2], _WINTERS_GRID[2]])[:, None] ** np.arange(
+        1, HORIZON + 1), axis=1)  # phi + ... + phi^h per grid point
     at = (cuts - first) // SEASON
     ahead = (cuts[:, None] + np.arange(HORIZON)) % SEASON
-    ahead_factor = factors[:, at[:, None], ahead]  # (rows, cuts, HORIZON)
-    ahead_shift = shifts[:, at[:, None], ahead]
-    return np.maximum(path.transpose(1, 0, 2) * ahead_factor + ahead_shift, 0.0)
+    ahead_factor = factors[:, at[:, None], ahead].transpose(1, 0, 2)  # (cuts, rows, HORIZON)
+    ahead_shift = shifts[:, at[:, None], ahead].transpose(1, 0, 2)
+    cut = np.arange(len(cuts))[:, None, None]
+    results = []
+    for adjusting, start, points in ((True, 0, holt_points), (False, holt_points, winters_points)):
+        block = slice(start * rows, (start + points) * rows)  # the method's configuration rows
+        fitted = one_step[:, block].reshape(-1, points, rows)  # (days, points, rows)
+        if adjusting:  # errors in the data's units
+            errors = (observed - shift)[:, SEASON:].T[:, None, :] - factor[:, SEASON:].T[:, None, :] * fitted
+        else:
+            errors = observed[:, SEASON:].T[:, None, :] - fitted
+        running = np.concatenate([np.zeros((1, points, rows)), np.cumsum(errors * errors, axis=0)])
+        # (cuts, points, rows): the squared one-step errors of the FIT_WINDOW_DAYS before each cut.
+        sse = running[cuts - first] - running[np.maximum(cuts - FIT_WINDOW_DAYS, first) - first]
+        best = np.argsort(sse, axis=1, kind="stable")[:, :GRID_AVERAGED]  # (cuts, k, rows)
+        configuration = start * rows + best * rows + np.arange(rows)
+        path = (levels[cut, configuration][..., None]
+                + slopes[cut, configuration][..., None] * damping[start + best])  # (cuts, k, rows, HORIZON)
+        path += states[cut[..., None], np.arange(HORIZON) % SEASON, configuration[..., None]]
+        path = path.mean(axis=1)  # (cuts, rows, HORIZON)
+        if adjusting:
+            path = path * ahead_factor + ahead_shift
+        results.append(np.maximum(path.transpose(1, 0, 2), 0.0))
+    return results[0], results[1]
 
 
 def _yearly_design(days: np.ndarray) -> np.ndarray:
@@ -272,12 +318,14 @@ def _candidate_forecasts(ys: np.ndarray, cuts: np.ndarray,
     rows = len(ys)
     logs, offsets = _log_units(ys)
     # Raw and log rows share one smoothing pass: rows never mix.
-    smoothing = _smoothing_forecasts(np.concatenate([ys, logs]), cuts)
+    smoothing, winters = _smoothing_forecasts(np.concatenate([ys, logs]), cuts)
     back = offsets[:, None, None]
     holt, holt_log = smoothing[:rows], np.minimum(back * np.expm1(smoothing[rows:]), np.finfo(float).max)
+    winters, winters_log = winters[:rows], np.minimum(back * np.expm1(winters[rows:]), np.finfo(float).max)
     seasonal_naive = ys[:, cuts[:, None] - SEASON + np.arange(HORIZON) % SEASON]
     naive = np.repeat(ys[:, cuts - 1][:, :, None], HORIZON, axis=2)
-    candidates = [seasonal_naive, naive, holt, holt_log, (seasonal_naive + holt) / 2, (holt + holt_log) / 2]
+    candidates = [seasonal_naive, naive, holt, holt_log, (seasonal_naive + holt) / 2, (holt + holt_log) / 2,
+                  winters, winters_log]
     if not yearly:
         return BASE_METHODS, np.stack(candidates)
     regression = _yearly_regression_forecasts(np.concatenate([ys, logs]), cuts)
@@ -346,13 +394,21 @@ def select_forecasts(ys: np.ndarray) -> ForecastSelection:
     scale = np.where(scored, scales, 1.0)[..., None]
     mase = _mean_scaled_errors(np.abs(actual - candidates[:, :, :-1]).mean(axis=3) / scale[..., 0], scored)
     # A stable sort keeps the simpler method first among equal scores; NaN (unscored) sorts last.
-    ranking = np.argsort(mase, axis=0, kind="stable")[:COMBINED]  # (COMBINED, rows)
+    ranking = np.argsort(mase, axis=0, kind="stable")[:max(COMBINED)]  # (max(COMBINED), rows)
     row = np.arange(rows)
-    combination = candidates[ranking, row[None, :]].mean(axis=0)  # (rows, cuts, HORIZON)
+    # Running means of the best 1, 2, ... candidates: (sizes, rows, cuts, HORIZON).
+    ranked = candidates[ranking, row[None, :]]
+    means = np.cumsum(ranked, axis=0) / np.arange(1, len(ranked) + 1)[:, None, None, None]
+    sizes = np.array(COMBINED) - 1
+    means = means[sizes]
+    size_mase = _mean_scaled_errors(np.abs(actual - means[:, :, :-1]).mean(axis=3) / scale[..., 0], scored)
+    chosen_size = np.argmin(np.where(np.isnan(size_mase), np.inf, size_mase), axis=0)  # (rows,)
+    combination = means[chosen_size, row]
     errors = actual - combination[:, :-1]
-    best = _mean_scaled_errors((np.abs(errors).mean(axis=2) / scale[..., 0])[None], scored)[0]
+    best = size_mase[chosen_size, row]
     forecasts = combination[:, -1]
-    combined = [[names[index] for index in ranking[:, r].tolist()] for r in range(rows)]
+    counts = (sizes[chosen_size] + 1).tolist()
+    combined = [[names[index] for index in ranking[:counts[r], r].tolist()] for r in range(rows)]
     methods = ["combination" if len(set(chosen)) > 1 else chosen[0] for chosen in combined]
     sds = None
     if len(origins) >= MIN_ORIGINS_FOR_INTERVALS:

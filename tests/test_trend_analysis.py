@@ -209,7 +209,9 @@ def test_backtest_reports_both_mases_over_weekly_origins():
     backtest = result["backtest"]
     assert backtest["origins"] == 50  # every week end leaving 14 training days, up to 52
     assert 0 < backtest["mase"] <= backtest["seasonal_naive_mase"]
-    assert result["method"] == "combination" and len(backtest["combined_methods"]) == 2
+    combined = backtest["combined_methods"]
+    assert 1 <= len(combined) <= 3  # the backtest picks how many of the best are averaged
+    assert result["method"] == ("combination" if len(combined) > 1 else combined[0])
     assert backtest["history_days"] == 365
 
 
