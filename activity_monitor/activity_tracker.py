@@ -5,6 +5,10 @@ in-memory queue would be cheaper but would lose events when a worker dies or
 the queue fills. It goes through the request's connection (db.get_db): on SQLite
 the serving thread's long-lived one, where the insert stays compiled; on PostgreSQL
 one borrowed from the process's pool, where the server keeps the prepared insert.
+
+The insert waits at most ACTIVITY_TRACKING_WRITE_TIMEOUT_MS for the database; an
+event it does not take (locked, full, read-only, gone) goes to the event spool
+(event_spool.py) and is replayed from there, so it is neither lost nor holds the request.
 """
 
 from __future__ import annotations
@@ -14,19 +18,36 @@ import time
 
 from flask import Flask, Response, current_app, g, request
 
-from activity_monitor.db import discard_db, get_db
+from activity_monitor import event_spool
+from activity_monitor.db import get_db
 from activity_monitor.extension import now
 from activity_monitor.identity import current_identity
-from activity_monitor.storage import DatabaseError
+from activity_monitor.storage import Connection, DatabaseError
 from activity_monitor.timeutil import to_db_timestamp
 
 log = logging.getLogger(__name__)
 
-INSERT_EVENT = """
-INSERT INTO user_activity_log
-    (session_id, user_id, role, timestamp, page_url, action_type,
-     status_code, duration_ms, ip_address, user_agent)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+EVENT_COLUMNS = (
+    "session_id",
+    "user_id",
+    "role",
+    "timestamp",
+    "page_url",
+    "action_type",
+    "status_code",
+    "duration_ms",
+    "ip_address",
+    "user_agent",
+)
+INSERT_EVENT = f"""
+INSERT INTO user_activity_log ({", ".join(EVENT_COLUMNS)})
+VALUES ({", ".join("?" * len(EVENT_COLUMNS))})
+"""
+# A spooled event carries its spool entry's key: replayed twice, it lands once.
+INSERT_SPOOLED_EVENT = f"""
+INSERT INTO user_activity_log ({", ".join(EVENT_COLUMNS)}, spool_key)
+VALUES ({", ".join("?" * (len(EVENT_COLUMNS) + 1))})
+ON CONFLICT DO NOTHING
 """
 
 
@@ -65,13 +86,30 @@ def is_tracked(path: str) -> bool:
 
 
 def record_event(event: tuple) -> None:
-    """Insert one event (a single autocommit statement)."""
-    conn = get_db()
+    """Insert one event, waiting at most ACTIVITY_TRACKING_WRITE_TIMEOUT_MS for the database; an
+    event it does not take goes to the spool."""
     try:
-        conn.execute(INSERT_EVENT, event)
-    except DatabaseError:
-        discard_db()
-        raise
+        conn = get_db()
+        conn.storage.insert_bounded(
+            conn, INSERT_EVENT, event, current_app.config["ACTIVITY_TRACKING_WRITE_TIMEOUT_MS"]
+        )
+    except DatabaseError as exc:
+        # The connection stays: bounded_write ended its transaction, a locked or full database
+        # does not break it, and a vanished SQLite file or a closed PostgreSQL connection is
+        # noticed when the next request asks for it.
+        event_spool.spool("event", dict(zip(EVENT_COLUMNS, event, strict=True)), exc)
+        return
+    event_spool.note_written()
+
+
+def write_spooled(conn: Connection, events: list[tuple[str, dict]]) -> int:
+    """Insert spooled events given as (key, row) pairs, skipping keys already written; return how
+    many rows were new."""
+    cursor = conn.executemany(
+        INSERT_SPOOLED_EVENT,
+        [tuple(row[column] for column in EVENT_COLUMNS) + (key,) for key, row in events],
+    )
+    return max(cursor.rowcount, 0)
 
 
 def track_request(response: Response) -> Response:
@@ -100,16 +138,14 @@ def track_request(response: Response) -> Response:
         request.remote_addr,
         request.headers.get("User-Agent", "")[:500],
     )
-    try:
-        record_event(event)
-    except DatabaseError:
-        # The user's request already succeeded; failing it now would not bring the
-        # row back. Log the whole event so it is never lost silently.
-        log.exception("Could not record activity event %r", event)
+    # The user's request already succeeded; a failed write must not fail it now, nor hold
+    # it: the event waits in the spool instead.
+    record_event(event)
     return response
 
 
 def init_app(app: Flask) -> None:
     """Time every request of the app and record the tracked ones."""
+    event_spool.init_app(app)
     app.before_request(start_timer)
     app.after_request(track_request)

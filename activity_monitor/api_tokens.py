@@ -21,7 +21,7 @@ from flask.cli import with_appcontext
 from activity_monitor.db import get_db, open_db
 from activity_monitor.extension import get_state, now
 from activity_monitor.identity import Identity
-from activity_monitor.storage import Connection
+from activity_monitor.storage import Connection, DatabaseError
 from activity_monitor.timeutil import parse_db_timestamp, to_db_timestamp, utc_now
 
 TOKEN_PREFIX = "amt_"
@@ -127,10 +127,16 @@ def identity_for_token(token: str) -> Identity | None:
     used_at = now()
     last_used = row["last_used_at"]
     if last_used is None or used_at - parse_db_timestamp(last_used) >= LAST_USED_RESOLUTION:
-        conn.execute(
-            "UPDATE activity_api_tokens SET last_used_at = ? WHERE id = ?",
-            (to_db_timestamp(used_at), row["id"]),
-        )
+        try:
+            with conn.storage.bounded_write(conn, current_app.config["ACTIVITY_TRACKING_WRITE_TIMEOUT_MS"]):
+                conn.execute(
+                    "UPDATE activity_api_tokens SET last_used_at = ? WHERE id = ?",
+                    (to_db_timestamp(used_at), row["id"]),
+                )
+        except DatabaseError as exc:
+            # Bookkeeping: a locked or full database must neither hold nor fail the request;
+            # a later use writes the time.
+            current_app.logger.warning("Could not note the use of API token %s: %s", row["id"], exc)
     return Identity(
         user_id=host_user.user_id,
         role=host_user.role,

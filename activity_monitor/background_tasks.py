@@ -1,8 +1,11 @@
 """Background jobs on a private ``schedule.Scheduler``, run by one leader among all workers.
 
-Jobs: the daily summaries (then cache warming), hourly cache warming, cache
+Jobs: the daily summaries (then cache warming), the refresh of today's row and
+every dirty day every ACTIVITY_REFRESH_SECONDS, hourly cache warming, cache
 cleanup every 15 minutes, and the weekly retention purge. Every job is wrapped
-so an exception is logged, counted and the job still gets its next run.
+so an exception is logged, counted and the job still gets its next run, and
+every run is recorded in ``activity_job_runs``, which /health reads whichever
+worker answers.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import schedule
 from flask import Flask
 
+from activity_monitor import event_spool
 from activity_monitor.activity_trends_service import ActivityTrendsService
 from activity_monitor.cache_warmer import CacheWarmer
 from activity_monitor.daily_summaries import DailySummaryProcessor
@@ -30,10 +34,23 @@ from activity_monitor.db import open_db
 from activity_monitor.extension import get_state, now, today
 from activity_monitor.leader_lock import LeaderLock, lock_for_config
 from activity_monitor.retention import RetentionPolicy, RetentionPurge
-from activity_monitor.timeutil import to_db_timestamp
+from activity_monitor.storage import Connection
+from activity_monitor.timeutil import parse_db_timestamp, to_db_timestamp
 from activity_monitor.trends_cache import get_cache
 
 log = logging.getLogger(__name__)
+
+# Every job the leader runs, as activity_job_runs names them.
+JOB_NAMES = (
+    "startup_catch_up",
+    "daily_summaries",
+    "refresh",
+    "cache_warming",
+    "cache_cleanup",
+    "log_cleanup",
+)
+# What the history tells of one run, in the order of the SELECT below.
+RUN_COLUMNS = ("started_at", "finished_at", "status", "duration_ms", "error", "host", "pid")
 
 
 @dataclass
@@ -94,6 +111,7 @@ class BackgroundTaskManager:
             every().day.at(self.config["ACTIVITY_DAILY_SUMMARY_AT"], tz),
             self.daily_summaries,
         )
+        self.add("refresh", every(self.config["ACTIVITY_REFRESH_SECONDS"]).seconds, self.refresh)
         self.add("cache_warming", every(self.config["ACTIVITY_CACHE_WARM_MINUTES"]).minutes, self.warm_cache)
         self.add(
             "cache_cleanup", every(self.config["ACTIVITY_CACHE_CLEANUP_MINUTES"]).minutes, self.cleanup_cache
@@ -115,6 +133,32 @@ class BackgroundTaskManager:
             first = processor.summarize_day(yesterday)
             rest = processor.process_missing_days()
         return {"yesterday": first.as_dict(), "missing": rest.as_dict(), "cache": self.warm_cache()}
+
+    def refresh(self) -> dict[str, Any]:
+        """Replay the event spool, then recompute today's partial row, every dirty day, and every day
+        inside the summarized span that has raw events but no row; report the days written, those
+        whose row changed, and what the replay did.
+
+        Only a changed row moves the data version (``_store`` compares the columns, not computed_at),
+        so a refresh with no new event leaves every cached answer valid.
+        """
+        # First, so the replayed events count in today's row (or mark their past day dirty) now.
+        try:
+            spool = event_spool.replay_pending(self.app)
+        except Exception as exc:
+            # The spool reports its own trouble in /health; today's numbers must not go stale over it.
+            log.exception("The refresh could not replay the event spool")
+            spool = {"error": f"{type(exc).__name__}: {exc}"}
+        with DailySummaryProcessor.from_app(self.app, clock=lambda: now(self.app)) as processor:
+            current = processor.today()
+            due = {current, *processor.dirty_days(current), *processor.gap_days()}
+            # A row dated after today (a clock set back) cannot be recomputed yet.
+            report = processor.process_days(sorted(day for day in due if day <= current))
+        return {
+            **report.as_dict(),
+            "changed": [result.date.isoformat() for result in report.days if result.changed],
+            "spool": spool,
+        }
 
     def warm_cache(self) -> dict[str, Any]:
         """Compute the preset ranges into the cache."""
@@ -148,10 +192,11 @@ class BackgroundTaskManager:
             conn.close()
 
     def catch_up(self) -> dict[str, Any]:
-        """Process missing and dirty days, then warm the cache (run when this process becomes leader)."""
+        """Process missing and dirty days, refresh (so today is current before the first refresh falls
+        due), then warm the cache; run when this process becomes leader."""
         with DailySummaryProcessor.from_app(self.app, clock=lambda: now(self.app)) as processor:
             report = processor.process_missing_days()
-        return {"missing": report.as_dict(), "cache": self.warm_cache()}
+        return {"missing": report.as_dict(), "refresh": self.refresh(), "cache": self.warm_cache()}
 
     # --- running ------------------------------------------------------------------
 
@@ -348,6 +393,53 @@ class BackgroundTaskManager:
             "lock": lock,
             "jobs": {name: state.as_dict() for name, state in self.jobs.items()},
         }
+
+
+def job_history(conn: Connection) -> dict[str, dict[str, Any]]:
+    """Return, per job of JOB_NAMES, its last run and its last successful run as activity_job_runs
+    holds them (whichever process or host ran them); None for a job with no such run.
+
+    Two index lookups per job on (job, started_at), however long the history grows.
+    """
+    columns = ", ".join(RUN_COLUMNS)
+    history = {}
+    for name in JOB_NAMES:
+        last = conn.execute(
+            f"""
+            SELECT {columns}
+            FROM activity_job_runs
+            WHERE job = ?
+            ORDER BY started_at DESC, id DESC
+            LIMIT 1
+            """,
+            (name,),
+        ).fetchone()
+        last_ok = last
+        if last is not None and last[2] != "ok":
+            last_ok = conn.execute(
+                f"""
+                SELECT {columns}
+                FROM activity_job_runs
+                WHERE job = ?
+                  AND status = 'ok'
+                ORDER BY started_at DESC, id DESC
+                LIMIT 1
+                """,
+                (name,),
+            ).fetchone()
+        history[name] = {"last_run": run_as_dict(last), "last_ok": run_as_dict(last_ok)}
+    return history
+
+
+def run_as_dict(row: Any) -> dict[str, Any] | None:
+    """Return one history row with its times as ISO text (UTC), or None for no row."""
+    if row is None:
+        return None
+    run = dict(zip(RUN_COLUMNS, tuple(row), strict=True))
+    for column in ("started_at", "finished_at"):
+        if run[column]:
+            run[column] = parse_db_timestamp(run[column]).isoformat()
+    return run
 
 
 def should_start_here() -> bool:

@@ -42,7 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "ACTIVITY_RETENTION_DAYS": 90,
     # Days of activity_summary_daily rows kept.
     "ACTIVITY_SUMMARY_RETENTION_DAYS": 730,
-    # Days of activity_audit_log rows kept.
+    # Days of activity_audit_log rows (and of the background jobs' run history) kept.
     "ACTIVITY_AUDIT_RETENTION_DAYS": 365,
     # Rows deleted per statement by the retention purge (keeps writer locks short).
     "ACTIVITY_PURGE_BATCH_SIZE": 5000,
@@ -52,6 +52,17 @@ DEFAULTS: dict[str, Any] = {
     "ACTIVITY_TRACKING_ENABLED": True,
     # Path prefixes never tracked, in addition to /static/ and health probes.
     "ACTIVITY_TRACKING_EXCLUDE_PATHS": ["/favicon.ico"],
+    # Milliseconds an event or audit write may wait for the database (its lock) before the row
+    # goes to the spool instead, so a locked or failing database holds no request longer.
+    "ACTIVITY_TRACKING_WRITE_TIMEOUT_MS": 100,
+    # Folder of the event spool, where rows the database refused wait to be replayed, one file
+    # per process (None: the instance folder's activity_spool).
+    "ACTIVITY_SPOOL_FOLDER": None,
+    # Rows kept in memory when the spool file cannot be written either; past it they are dropped.
+    "ACTIVITY_SPOOL_MEMORY_LIMIT": 10000,
+    # Seconds after which a process retries its spooled rows on its own (doubling up to a minute),
+    # so rows of a process that serves no further request land once the database is back.
+    "ACTIVITY_SPOOL_RETRY_SECONDS": 5,
     # Redis URL shared by cache, rate limiter and leader lock unless each is set.
     "ACTIVITY_REDIS_URL": None,
     # Trends cache backend: memory:// or redis://host:port/db (None: Redis URL or memory).
@@ -64,7 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "ACTIVITY_CACHE_MAX_BYTES": 64 * 1024 * 1024,
     # Key prefix for everything the monitor stores in Redis (the install id follows it).
     "ACTIVITY_REDIS_PREFIX": "activity:",
-    # Flask-Limiter limit per user on /trends, /export and /breakdown, each counted separately.
+    # Flask-Limiter limit per user on /trends, /export, /breakdown and /hours, each counted separately.
     "ACTIVITY_RATE_LIMIT": "100 per minute",
     # Rate-limit storage: memory:// or redis://… (None: Redis URL or memory).
     "ACTIVITY_RATELIMIT_STORAGE_URL": None,
@@ -89,6 +100,8 @@ DEFAULTS: dict[str, Any] = {
     "ACTIVITY_CACHE_WARM_MINUTES": 60,
     # Minutes between removals of expired cache entries.
     "ACTIVITY_CACHE_CLEANUP_MINUTES": 15,
+    # Seconds between the leader's refreshes of today's partial row and every dirty day.
+    "ACTIVITY_REFRESH_SECONDS": 300,
 }
 
 
@@ -152,7 +165,11 @@ def validate_config(config: dict[str, Any]) -> None:
         "ACTIVITY_SCHEDULER_TICK_SECONDS",
         "ACTIVITY_CACHE_WARM_MINUTES",
         "ACTIVITY_CACHE_CLEANUP_MINUTES",
+        "ACTIVITY_REFRESH_SECONDS",
         "ACTIVITY_DATABASE_POOL_SIZE",
+        "ACTIVITY_TRACKING_WRITE_TIMEOUT_MS",
+        "ACTIVITY_SPOOL_MEMORY_LIMIT",
+        "ACTIVITY_SPOOL_RETRY_SECONDS",
     ):
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -188,6 +205,12 @@ def validate_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"{key}={config[key]!r} must be a local time HH:MM or HH:MM:SS.")
     if not isinstance(config["ACTIVITY_TRACKING_EXCLUDE_PATHS"], (list, tuple)):
         raise ConfigError("ACTIVITY_TRACKING_EXCLUDE_PATHS must be a list of path prefixes.")
+    spool_folder = config["ACTIVITY_SPOOL_FOLDER"]
+    if spool_folder is not None and (not isinstance(spool_folder, str) or not spool_folder):
+        raise ConfigError(
+            f"ACTIVITY_SPOOL_FOLDER={spool_folder!r} must be a folder path, or None for the "
+            "instance folder's."
+        )
     for key in ("ACTIVITY_API_PREFIX", "ACTIVITY_PAGE_PATH"):
         path = config[key]
         if not isinstance(path, str) or not path.startswith("/") or path.endswith("/") or "//" in path:

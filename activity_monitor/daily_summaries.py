@@ -6,6 +6,8 @@ day into one ``activity_summary_daily`` row (metric definitions in
 transaction (SQLite's ``BEGIN IMMEDIATE``, a table lock on PostgreSQL): a failure leaves
 the day fully old, a rerun is idempotent, and an event written meanwhile waits for the
 commit, so the late-data trigger of migration 002 sees the new row and marks the day dirty.
+Today's partial row, which no trigger watches and every refresh rewrites, is read before that
+transaction, so the refresh keeps event writers waiting only for the write.
 Every change to the summaries bumps the data version the trends cache keys on.
 """
 
@@ -36,6 +38,7 @@ from activity_monitor.summary_metrics import (
 from activity_monitor.timeutil import (
     BOUND_FORMAT,
     date_range,
+    local_day_bounds_text,
     local_today,
     parse_db_timestamp,
     to_db_timestamp,
@@ -273,14 +276,45 @@ class DailySummaryProcessor:
                 )
             }
             wanted.update(day for day in date_range(first, last) if day.isoformat() not in fresh)
-        wanted.update(
+        wanted.update(self.dirty_days(last))
+        return sorted(wanted)
+
+    def dirty_days(self, last: dt.date) -> list[dt.date]:
+        """Return the days up to ``last`` marked dirty whose raw events are still kept, in order."""
+        kept_from = self.kept_from_date() or dt.date.min
+        return [
             dt.date.fromisoformat(row[0])
             for row in self.conn.execute(
-                "SELECT date FROM activity_dirty_days WHERE date >= ? AND date <= ?",
+                "SELECT date FROM activity_dirty_days WHERE date >= ? AND date <= ? ORDER BY date",
                 (kept_from.isoformat(), last.isoformat()),
             )
-        )
-        return sorted(wanted)
+        ]
+
+    def gap_days(self) -> list[dt.date]:
+        """Return the days inside the summarized span (first to last row) that have raw events but
+        no row, in order: one query for the stored dates, then index probes only where rows are missing."""
+        stored = [
+            dt.date.fromisoformat(row[0])
+            for row in self.conn.execute("SELECT date FROM activity_summary_daily ORDER BY date")
+        ]
+        gaps: list[dt.date] = []
+        for before, after in zip(stored, stored[1:], strict=False):
+            day = before + dt.timedelta(days=1)
+            # One probe finds the first event in the run of missing days; its local day is a gap and the
+            # search goes on after it, so the cost is one probe per run of missing days and one per gap.
+            while day < after:
+                start = local_day_bounds_text(day, self.tz_name)[0]
+                end = local_day_bounds_text(after, self.tz_name)[0]
+                first = self.conn.execute(
+                    "SELECT MIN(timestamp) FROM user_activity_log WHERE timestamp >= ? AND timestamp < ?",
+                    (start, end),
+                ).fetchone()[0]
+                if first is None:
+                    break
+                found = parse_db_timestamp(first).astimezone(self.tz).date()
+                gaps.append(found)
+                day = found + dt.timedelta(days=1)
+        return gaps
 
     # --- processing -------------------------------------------------------------
 
@@ -293,13 +327,21 @@ class DailySummaryProcessor:
             raise ValueError(f"{day} has not begun yet in {self.tz_name}.")
         started = time.perf_counter()
         window = DayWindow.for_day(day, self.tz_name, self.idle_minutes, self.session_idle_minutes)
+        metrics = None
+        if day == self.today():
+            # Today's row is partial: no late-data trigger watches it, and the next refresh reads what
+            # lands meanwhile, so its read (the whole day so far, every few minutes) need not keep
+            # event writers waiting; only the write below does, for a moment.
+            metrics = compute_day_metrics(self._read_events(window), window)
         with transaction(self.conn):
             kept_from = self.kept_from_date()
             if kept_from is not None and day < kept_from:
                 raise RawDataPurgedError(f"The raw events of {day} were purged; its summary stays as it is.")
             # Decided inside the transaction, so a day that ends meanwhile is not stored as partial.
             is_partial = day == self.today()
-            metrics = compute_day_metrics(self._read_events(window), window)
+            if metrics is None or not is_partial:
+                # A final row is read with writers kept out: a late event is in it or marks it dirty.
+                metrics = compute_day_metrics(self._read_events(window), window)
             row = self._row(window, metrics, is_partial)
             changed = self._store(row)
             was_dirty = self.conn.execute(

@@ -1,4 +1,4 @@
-"""The retention purge: old raw events, summaries and audit rows (never a host table).
+"""The retention purge: old raw events, summaries, audit rows and job runs (never a host table).
 
 Raw events are deleted only up to the first day without a final, clean summary,
 however old: a day that was never summarized keeps its events. Before deleting,
@@ -59,6 +59,7 @@ class PurgeReport:
     raw_held_back_from: dt.date | None = None
     summaries_deleted: int = 0
     audit_rows_deleted: int = 0
+    job_runs_deleted: int = 0
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -122,6 +123,7 @@ class RetentionPurge:
         report.raw_events_deleted = self.purge_raw_events()
         report.summaries_deleted = self.purge_summaries()
         report.audit_rows_deleted = self.purge_audit_log()
+        report.job_runs_deleted = self.purge_job_runs()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -211,4 +213,12 @@ class RetentionPurge:
         cutoff = to_db_timestamp(self.clock() - dt.timedelta(days=self.policy.audit_days))
         return delete_in_batches(
             self.conn, "activity_audit_log", "created_at < ?", (cutoff,), self.policy.batch_size
+        )
+
+    def purge_job_runs(self) -> int:
+        """Delete background job runs that started before the audit retention: the refresh alone
+        adds a row every few minutes, and the history is the ops side of the audit log."""
+        cutoff = to_db_timestamp(self.clock() - dt.timedelta(days=self.policy.audit_days))
+        return delete_in_batches(
+            self.conn, "activity_job_runs", "started_at < ?", (cutoff,), self.policy.batch_size
         )

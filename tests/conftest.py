@@ -211,6 +211,10 @@ def make_app(tmp_path, clock, monitor_database) -> Iterator[Callable[..., Flask]
             "SECRET_KEY": "test-secret",
             "ACTIVITY_BACKGROUND_TASKS": False,
             "ACTIVITY_CLOCK": clock,
+            # Spooled rows wait in the test's folder, and replay only when a test makes them
+            # (or a successful write does): no thread retries them behind the test's back.
+            "ACTIVITY_SPOOL_FOLDER": str(tmp_path / "spool"),
+            "ACTIVITY_SPOOL_RETRY_SECONDS": 3600,
         }
         if "DATABASE" in overrides and "ACTIVITY_DATABASE" not in overrides and "://" not in monitor_database:
             config["ACTIVITY_DATABASE"] = overrides["DATABASE"]

@@ -157,3 +157,34 @@ def test_the_health_probe_at_a_moved_prefix_is_not_recorded(make_app):
     client.get("/ops/usage-api/cache/stats")
     pages = [e["page_url"] for e in events(connect(app.config["ACTIVITY_DATABASE"]))]
     assert pages == ["/api/auth/login", "/ops/usage-api/cache/stats"]
+
+
+def test_the_tracker_bounds_only_its_own_insert(app, client, auth, backend) -> None:
+    from activity_monitor.extension import get_state
+
+    auth.login("driver")
+    client.get("/devices")
+    conn = get_state(app).storage.request_connection()
+    if backend == "sqlite":
+        # The serving thread's connection keeps its 10 s busy timeout for everything else.
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000
+    else:
+        assert conn.execute("SHOW lock_timeout").fetchone()[0] == "0"
+        get_state(app).storage.end_request()
+
+
+def test_an_event_the_database_refuses_is_spooled_and_the_request_answers(make_app, tmp_path) -> None:
+    from activity_monitor import event_spool
+    from test_event_spool import database_refusing_writes
+
+    app = make_app(ACTIVITY_SPOOL_FOLDER=str(tmp_path / "spool"))
+    client = app.test_client()
+    AuthActions(app, client).login("driver")
+    with database_refusing_writes(app):
+        assert client.get("/devices").status_code == 200
+    assert event_spool.health(app)["pending"] == 1
+    event_spool.replay_pending(app)
+    assert [e["page_url"] for e in events(connect(app.config["ACTIVITY_DATABASE"]))] == [
+        "/api/auth/login",
+        "/devices",
+    ]

@@ -18,7 +18,7 @@ import schedule
 
 from activity_monitor import get_state
 from activity_monitor.activity_trends_service import preset_ranges
-from activity_monitor.background_tasks import BackgroundTaskManager
+from activity_monitor.background_tasks import JOB_NAMES, BackgroundTaskManager
 from activity_monitor.db import connect
 from activity_monitor.leader_lock import FileLeaderLock, RedisLeaderLock, lock_for_config
 from activity_monitor.timeutil import to_db_timestamp
@@ -94,6 +94,7 @@ def test_every_job_is_scheduled_at_its_interval(scheduled_clock, manager_for):
     manager = manager_for()
     now = scheduled_clock.now.astimezone().replace(tzinfo=None)
     next_runs = {name: state.job.next_run for name, state in manager.jobs.items()}
+    assert next_runs["refresh"] - now == dt.timedelta(seconds=300)
     assert next_runs["cache_warming"] - now == dt.timedelta(minutes=60)
     assert next_runs["cache_cleanup"] - now == dt.timedelta(minutes=15)
     assert next_runs["log_cleanup"].weekday() == 6 and next_runs["log_cleanup"].hour == 3
@@ -175,6 +176,9 @@ def test_becoming_leader_catches_up_missing_days_then_warms_the_cache(clock, mom
     assert manager.is_leader
     finals = db_conn.execute("SELECT date FROM activity_summary_daily WHERE is_partial = 0 ORDER BY date")
     assert [row[0] for row in finals] == [str(yesterday - dt.timedelta(days=n)) for n in (2, 1, 0)]
+    # Today's partial row too, so today is current before the first refresh.
+    partials = db_conn.execute("SELECT date FROM activity_summary_daily WHERE is_partial = 1")
+    assert [row[0] for row in partials] == [str(clock.today())]
     assert manager.health()["jobs"]["startup_catch_up"]["last_status"] == "ok"
     client = manager.app.test_client()
     for name, (start, end) in preset_ranges(clock.today()).items():
@@ -243,7 +247,17 @@ def test_health_endpoint_shows_the_scheduler(make_app):
         AuthActions(app, client).login("admin")
         scheduler = client.get("/api/admin/activity/health").get_json()["checks"]["scheduler"]
         assert scheduler["running"] is True
-        assert set(scheduler["jobs"]) >= {"daily_summaries", "cache_warming", "cache_cleanup", "log_cleanup"}
+        assert set(scheduler["jobs"]) >= {
+            "daily_summaries",
+            "refresh",
+            "cache_warming",
+            "cache_cleanup",
+            "log_cleanup",
+        }
+        # The shared history, whichever worker answers (test_freshness covers what it holds).
+        assert set(scheduler["history"]) == set(JOB_NAMES)
+        for runs in scheduler["history"].values():
+            assert set(runs) == {"last_run", "last_ok"}
         for job in scheduler["jobs"].values():
             assert set(job) >= {
                 "last_run",

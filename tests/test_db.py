@@ -202,3 +202,78 @@ def read_version(app) -> int:
         return conn.execute("SELECT version FROM activity_data_version WHERE id = 1").fetchone()[0]
     finally:
         conn.close()
+
+
+# --- spool keys, the health probe, and a file that must not be created anew -------------------------
+
+
+def test_spooled_rows_are_written_once_per_key_while_ordinary_rows_need_none(monitor_database) -> None:
+    conn = db.connect(monitor_database)
+    db.apply_migrations(conn)
+    insert = (
+        "INSERT INTO activity_audit_log (action, created_at, spool_key) VALUES ('A', '2026-05-20', ?)"
+        " ON CONFLICT DO NOTHING"
+    )
+    for key in (None, None, "f:1", "f:1", "f:2"):
+        conn.execute(insert, (key,))
+    assert [r["spool_key"] for r in rows(conn, "SELECT spool_key FROM activity_audit_log ORDER BY id")] == [
+        None,
+        None,
+        "f:1",
+        "f:2",
+    ]
+    assert rows(conn, "SELECT id, writes FROM activity_health_probe") == [{"id": 1, "writes": 0}]
+
+
+@pytest.mark.sqlite_only
+def test_a_storage_never_creates_its_file_anew_once_it_has_opened_it(tmp_path) -> None:
+    from activity_monitor.storage import open_storage
+
+    path = tmp_path / "activity.sqlite3"
+    storage = open_storage(str(path))
+    storage.prepare()
+    storage.connect().close()  # the first connection creates the file
+    path.unlink()
+    with pytest.raises(sqlite3.OperationalError, match=f"The database file {path} was deleted or replaced"):
+        storage.connect()
+    assert not path.exists()
+
+
+@pytest.mark.sqlite_only
+def test_a_serving_threads_connection_notices_its_file_is_gone(tmp_path) -> None:
+    from activity_monitor.storage import open_storage
+
+    path = tmp_path / "activity.sqlite3"
+    storage = open_storage(str(path))
+    db.apply_migrations(storage.connect())
+    storage.request_connection().execute("SELECT 1")
+    path.unlink()
+    gone = storage.request_connection()
+    with pytest.raises(DatabaseError, match="was deleted or replaced while the app was running"):
+        gone.execute("INSERT INTO activity_health_probe (id) VALUES (2)")
+    assert not path.exists()
+
+
+def test_bounded_write_restores_the_connections_own_timeouts(monitor_database) -> None:
+    conn = db.connect(monitor_database)
+    db.apply_migrations(conn)
+
+    def timeouts() -> tuple:
+        if conn.dialect == "sqlite":
+            return (conn.execute("PRAGMA busy_timeout").fetchone()[0],)
+        names = ("lock_timeout", "statement_timeout")
+        return tuple(conn.execute(f"SHOW {name}").fetchone()[0] for name in names)
+
+    before = timeouts()
+    with conn.storage.bounded_write(conn, 100):
+        inside = timeouts()
+        conn.execute("UPDATE activity_health_probe SET writes = writes + 1")
+    assert timeouts() == before != inside
+    assert inside == ((100,) if conn.dialect == "sqlite" else ("100ms", "100ms"))
+    assert conn.execute("SELECT writes FROM activity_health_probe").fetchone()[0] == 1
+    conn.storage.insert_bounded(
+        conn, "INSERT INTO activity_audit_log (action, created_at) VALUES (?, ?)", ("A", "100% sure"), 100
+    )
+    assert timeouts() == before
+    assert conn.execute("SELECT created_at FROM activity_audit_log").fetchone()[0] == "100% sure"
+    assert not conn.in_transaction

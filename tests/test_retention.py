@@ -160,6 +160,16 @@ def test_old_audit_rows_are_deleted_in_batches(db_conn):
     assert db_conn.execute("SELECT COUNT(*) FROM activity_audit_log").fetchone()[0] == 2
 
 
+def test_job_runs_older_than_the_audit_retention_are_deleted(db_conn):
+    for age_days in (400, 366, 364, 1):
+        started = to_db_timestamp(NOW - dt.timedelta(days=age_days))
+        db_conn.execute(
+            "INSERT INTO activity_job_runs (job, started_at, status) VALUES ('refresh', ?, 'ok')", (started,)
+        )
+    assert purge(db_conn).job_runs_deleted == 2
+    assert db_conn.execute("SELECT COUNT(*) FROM activity_job_runs").fetchone()[0] == 2
+
+
 def test_a_purge_of_an_empty_database_does_nothing(db_conn):
     report = purge(db_conn)
     assert report.as_dict() | {"seconds": 0} == {
@@ -168,6 +178,7 @@ def test_a_purge_of_an_empty_database_does_nothing(db_conn):
         "raw_held_back_from": None,
         "summaries_deleted": 0,
         "audit_rows_deleted": 0,
+        "job_runs_deleted": 0,
         "seconds": 0,
     }
 

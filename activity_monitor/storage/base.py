@@ -25,6 +25,8 @@ DatabaseError: tuple[type[Exception], ...] = (sqlite3.Error,) + ((psycopg.Error,
 IntegrityError: tuple[type[Exception], ...] = (sqlite3.IntegrityError,) + (
     (psycopg.IntegrityError,) if psycopg else ()
 )
+# A value the column cannot hold (of the wrong kind, out of range).
+DataError: tuple[type[Exception], ...] = (sqlite3.DataError,) + ((psycopg.DataError,) if psycopg else ())
 
 
 class Cursor(Protocol):
@@ -111,6 +113,26 @@ class Storage(Protocol):
 
     def json_text(self, column: str, key: str) -> str:
         """Return the SQL expression reading a top-level key of a JSON text column as text."""
+
+    def bounded_write(self, conn: Connection, timeout_ms: int) -> AbstractContextManager[Connection]:
+        """Run the block's statements (writes, mostly) so that none waits longer than ``timeout_ms``
+        for a lock (or, on PostgreSQL, runs longer); the connection's other statements keep their
+        own timeouts. Outside a transaction the block commits on its own; inside one it joins it
+        unbounded."""
+
+    def insert_bounded(self, conn: Connection, sql: str, params: Sequence[Any], timeout_ms: int) -> None:
+        """Run one statement without a result as :meth:`bounded_write` would, as cheaply as the
+        backend can (the tracker's insert, on every request)."""
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """Tell whether a database error means only that a lock was not granted in time."""
+
+    def epoch_seconds(self, column: str) -> str:
+        """Return the SQL expression of a UTC timestamp text column as whole seconds since the
+        Unix epoch (the fraction dropped, never rounded), an integer."""
+
+    def code_point_order(self, column: str) -> str:
+        """Return the ORDER BY term sorting a text column by code point, as Python sorts strings."""
 
     def close(self) -> None:
         """Close every connection this storage holds."""

