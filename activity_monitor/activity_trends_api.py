@@ -17,7 +17,14 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request, 
 from flask_limiter import RateLimitExceeded
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from activity_monitor import activity_health, audit, performance_monitor, rate_limiting, security_headers
+from activity_monitor import (
+    activity_health,
+    audit,
+    hours,
+    performance_monitor,
+    rate_limiting,
+    security_headers,
+)
 from activity_monitor.access import admin_required, client_ip
 from activity_monitor.activity_trends_service import ActivityTrendsService, InvalidQuery
 from activity_monitor.daily_summaries import bump_data_version
@@ -28,7 +35,15 @@ from activity_monitor.identity import current_identity
 from activity_monitor.openapi_spec import build_openapi
 from activity_monitor.storage import Storage
 from activity_monitor.trends_cache import get_cache
-from activity_monitor.trends_query import QueryError, parse_day, parse_flag, parse_metric_list, resolve_range
+from activity_monitor.trends_query import (
+    QueryError,
+    parse_compare,
+    parse_day,
+    parse_flag,
+    parse_measure,
+    parse_metric_list,
+    resolve_range,
+)
 
 # Registered at ACTIVITY_API_PREFIX; its hooks and error handlers touch only its own requests.
 bp = Blueprint("activity_trends", __name__)
@@ -39,9 +54,10 @@ bp.register_error_handler(RateLimitExceeded, rate_limiting.too_many_requests)
 role_required = admin_required(json=True)
 
 RANGE_PARAMS = ("start_date", "end_date")
-TRENDS_PARAMS = frozenset({"start_date", "end_date", "metrics", "cache_bypass"})
+TRENDS_PARAMS = frozenset({"start_date", "end_date", "metrics", "cache_bypass", "compare"})
 EXPORT_PARAMS = frozenset({"start_date", "end_date", "metrics", "cache_bypass", "format"})
 BREAKDOWN_PARAMS = frozenset({"start_date", "end_date"})
+HOURS_PARAMS = frozenset({"start_date", "end_date", "measure"})
 
 
 # --- parameters ----------------------------------------------------------------
@@ -109,7 +125,8 @@ def trends_service() -> ActivityTrendsService:
 def record_audit(action: str, details: dict[str, Any]) -> None:
     """Write an audit row for the current user (through the request's connection).
 
-    A failed write is logged with the whole row and never fails the admin's request.
+    A write the database refuses is spooled by audit.record and replayed later; anything else
+    that fails is logged with the whole row. Neither fails the admin's request.
     """
     identity = current_identity()
     user_id = identity.stored_user_id if identity is not None else None
@@ -138,7 +155,8 @@ def trends() -> Response:
     start, end = parse_range()
     metrics = parse_metrics()
     bypass = parse_boolean("cache_bypass")
-    payload = trends_service().trends_payload(start, end, metrics, bypass_cache=bypass)
+    compare = parse_compare(single_arg("compare"))
+    payload = trends_service().trends_payload(start, end, metrics, bypass_cache=bypass, compare=compare)
     g.performance_label = "trends:hit" if payload.cached else "trends:miss"
     not_modified = etag_matches(payload.etag)
     record_audit(
@@ -147,6 +165,7 @@ def trends() -> Response:
             "start": start.isoformat(),
             "end": end.isoformat(),
             "metrics": list(metrics),
+            "compare": compare,
             "cache": "hit" if payload.cached else "miss",
             "not_modified": not_modified,
         },
@@ -226,12 +245,16 @@ def stream_daily_values(
 
 
 def csv_lines(daily: Iterator[dict[str, Any]], metrics: tuple[str, ...]) -> Iterator[str]:
-    """Yield the CSV header and one line per day."""
+    """Yield the CSV header (date, the metrics, peak_hour) and one line per day.
+
+    A missing value (every metric of a day before tracking began, the peak hour of a day without
+    events) is an empty cell, as the csv module writes None: never a 0 that reads as a count.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["date", *metrics])
+    writer.writerow(["date", *metrics, "peak_hour"])
     for row in daily:
-        writer.writerow([row["date"], *(row[m] for m in metrics)])
+        writer.writerow([row["date"], *(row[m] for m in metrics), row.get("peak_hour")])
         if buffer.tell() > 8192:
             yield buffer.getvalue()
             buffer.seek(0)
@@ -250,11 +273,26 @@ def json_document(head: dict[str, Any], daily: Iterator[dict[str, Any]]) -> Iter
 @bp.get("/breakdown")
 @role_required
 def breakdown() -> Response:
-    """Top pages and users by role over a range."""
+    """Top pages, the peak hour and users by role over a range."""
     reject_unknown_parameters(BREAKDOWN_PARAMS)
     start, end = parse_range()
     record_audit("VIEW_ACTIVITY_BREAKDOWN", {"start": start.isoformat(), "end": end.isoformat()})
     return jsonify({"success": True, "data": trends_service().breakdown(start, end)})
+
+
+@bp.get("/hours", endpoint="hours")
+@role_required
+def hours_by_weekday() -> Response:
+    """Events or users per local hour and weekday over a range, from the raw events."""
+    reject_unknown_parameters(HOURS_PARAMS)
+    start, end = parse_range()
+    measure = parse_measure(single_arg("measure"))
+    report = hours.hours_report(get_db(), current_app.config["ACTIVITY_TIMEZONE"], start, end, measure)
+    record_audit(
+        "VIEW_ACTIVITY_HOURS", {"start": start.isoformat(), "end": end.isoformat(), "measure": measure}
+    )
+    period = {"start": start.isoformat(), "end": end.isoformat(), "days": (end - start).days + 1}
+    return jsonify({"success": True, "data": {"period": period, **report}})
 
 
 @bp.get("/health")
@@ -302,6 +340,22 @@ def bad_request(error: QueryError) -> Response:
     """Answer a rejected parameter with a 400 naming it."""
     details = {"parameter": error.parameter} if error.parameter is not None else None
     return json_error(400, "invalid_parameter", str(error), details)
+
+
+@bp.errorhandler(hours.RawEventsPurged)
+def raw_events_purged(error: hours.RawEventsPurged) -> Response:
+    """Answer a range of /hours that reaches before the kept raw events, naming the first day accepted."""
+    message = (
+        f"Raw events before {error.kept_from} were purged (ACTIVITY_RETENTION_DAYS is "
+        f"{current_app.config['ACTIVITY_RETENTION_DAYS']}), so hours are known only from then on; "
+        f"give a start_date of {error.kept_from} or later."
+    )
+    return json_error(
+        400,
+        "invalid_parameter",
+        message,
+        {"parameter": "start_date", "earliest_start_date": str(error.kept_from)},
+    )
 
 
 @bp.errorhandler(InvalidQuery)

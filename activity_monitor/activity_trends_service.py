@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from activity_monitor import hours
 from activity_monitor.daily_summaries import METRIC_COLUMNS, read_data_version
 from activity_monitor.data_completion import CompletedDays, complete_days
 from activity_monitor.storage import Connection
-from activity_monitor.timeutil import date_range, utc_now
+from activity_monitor.timeutil import date_range, parse_db_timestamp, utc_now, zone
 from activity_monitor.trend_analysis import TrendAnalyzer
 
 # Column names from requests are only ever these (the SQL whitelist).
@@ -27,6 +28,13 @@ METRICS = METRIC_COLUMNS
 # The 30-day moving average of the first day in range reaches 29 days back.
 LOOKBACK_DAYS = 29
 TOP_PAGES_LIMIT = 10
+# Days of history up to the range's end the forecast and the anomaly fit learn from: three years,
+# so a yearly pattern is seen at least twice whatever the range.
+FORECAST_HISTORY_DAYS = 3 * 365 + 1
+# What a range is compared with: the previous period shifted by whole weeks, or the same weekdays
+# a year (52 weeks) earlier.
+COMPARISONS = ("previous", "year")
+YEAR_SHIFT_DAYS = 364
 
 
 class InvalidQuery(ValueError):
@@ -68,6 +76,18 @@ def dumps(data: Any) -> bytes:
     return orjson.dumps(data)
 
 
+def check_compare(compare: str) -> None:
+    """Refuse a comparison other than previous or year."""
+    if compare not in COMPARISONS:
+        raise InvalidQuery(f"compare must be previous or year, not {compare!r}.")
+
+
+def comparison_shift(compare: str, days: int) -> int:
+    """Return how many days back the comparison period lies: the range's length rounded up to whole
+    weeks (so weekdays line up), or 364 days (52 weeks) for the year before."""
+    return YEAR_SHIFT_DAYS if compare == "year" else -(-days // 7) * 7
+
+
 def preset_ranges(today: dt.date) -> dict[str, tuple[dt.date, dt.date]]:
     """Return the dashboard's named ranges: last 7/30/90/365 completed days, month to date, last month.
 
@@ -104,9 +124,18 @@ class ActivityTrendsService:
 
     # --- cache -------------------------------------------------------------
 
-    def cache_key(self, data_version: int, start: dt.date, end: dt.date, metrics: tuple[str, ...]) -> str:
-        """Key of a trends answer: the data version, zone, range and sorted metrics."""
-        return f"trends:v{data_version}:{self.tz_name}:{start}:{end}:{','.join(sorted(metrics))}"
+    def cache_key(
+        self,
+        data_version: int,
+        start: dt.date,
+        end: dt.date,
+        metrics: tuple[str, ...],
+        compare: str = "previous",
+    ) -> str:
+        """Key of a trends answer: the data version, zone, range, sorted metrics and comparison."""
+        key = f"trends:v{data_version}:{self.tz_name}:{start}:{end}:{','.join(sorted(metrics))}"
+        # The default keeps its old key, so entries warmed before an upgrade stay valid.
+        return key if compare == "previous" else f"{key}:{compare}"
 
     def trends_payload(
         self,
@@ -115,16 +144,18 @@ class ActivityTrendsService:
         metrics: Sequence[str] | None = None,
         *,
         bypass_cache: bool = False,
+        compare: str = "previous",
     ) -> TrendsPayload:
         """Return the serialized trends data, from the cache when it holds this exact answer."""
         wanted = canonical_metrics(metrics)
+        check_compare(compare)
         version = read_data_version(self.conn)
-        key = self.cache_key(version, start, end, wanted)
+        key = self.cache_key(version, start, end, wanted, compare)
         if self.cache is not None and not bypass_cache:
             body = self.cache.get(key)
             if body is not None:
                 return TrendsPayload(key, body, True, version)
-        body = dumps(self.get_trends(start, end, wanted, data_version=version))
+        body = dumps(self.get_trends(start, end, wanted, data_version=version, compare=compare))
         if self.cache is not None:
             self.cache.set(key, body, self.cache_ttl)
         return TrendsPayload(key, body, False, version)
@@ -143,42 +174,83 @@ class ActivityTrendsService:
         metrics: Sequence[str] | None = None,
         *,
         data_version: int | None = None,
+        compare: str = "previous",
     ) -> dict[str, Any]:
-        """Return the trends ``data`` object: points with moving averages and a summary per metric."""
+        """Return the trends ``data`` object: points with moving averages and a summary per metric.
+
+        Days before tracking began are ``no_data`` points and take part in no statistic; the
+        forecast and the anomaly fit learn from up to FORECAST_HISTORY_DAYS of history before the end.
+        """
         self.check_range(start, end)
+        check_compare(compare)
         wanted = canonical_metrics(metrics)
         if data_version is None:
             data_version = read_data_version(self.conn)
         days = (end - start).days + 1
-        history = self.load_history(start - dt.timedelta(days=max(LOOKBACK_DAYS, days)), end, wanted)
-        range_values = history.range_values(start)
-        analyses = self.analyzer.analyze_many(range_values, date_range(start, end))
+        shift = comparison_shift(compare, days)
+        first = min(
+            start - dt.timedelta(days=max(LOOKBACK_DAYS, shift)),
+            end - dt.timedelta(days=FORECAST_HISTORY_DAYS - 1),
+        )
+        began = self.tracking_began()
+        history = self.load_history(first, end, wanted, began)
+        tracked_from = history.tracked_from(start)
+        tracked_dates = date_range(tracked_from, end) if tracked_from <= end else []
+        # The forecast's history: the last FORECAST_HISTORY_DAYS tracked days, or the whole range if longer.
+        horizon_start = end - dt.timedelta(days=FORECAST_HISTORY_DAYS - 1)
+        learn_from = max(history.known_from, min(tracked_from, horizon_start))
+        analyses = self.analyzer.analyze_many(
+            history.tracked_values(tracked_from, end),
+            tracked_dates,
+            history=history.tracked_values(learn_from, end),
+        )
         dates = history.completed.dates(history.offset(start))
-        filled = ~history.completed.present[history.offset(start) :]
-        partial = history.partial_dates(start)
         metrics_out: dict[str, list[dict[str, Any]]] = {}
         summary_out: dict[str, dict[str, Any]] = {}
         for row, metric in enumerate(wanted):
-            metrics_out[metric] = self.points(history, row, start, dates, filled, partial)
+            metrics_out[metric] = self.points(history, row, start, dates)
             summary = analyses[row]
-            summary["previous_period"] = self.previous_period(history, row, start, days, summary["average"])
+            summary["tracked_days"] = len(tracked_dates)
+            key = "previous_year" if compare == "year" else "previous_period"
+            summary[key] = self.comparison(history, row, start, end, shift, compare, summary["average"])
             summary_out[metric] = summary
         return {
             "period": {"start": start.isoformat(), "end": end.isoformat(), "days": days},
+            "tracking_began": began.isoformat() if began else None,
+            "compare": compare,
             "metrics": metrics_out,
             "summary": summary_out,
+            "days": [
+                {"date": day, "peak_hour": hour}
+                for day, hour in zip(dates, history.peak_hours[history.offset(start) :], strict=True)
+            ],
             "generated_at": self.clock().strftime("%Y-%m-%dT%H:%M:%SZ"),
             "data_version": data_version,
         }
 
-    def load_history(self, first: dt.date, end: dt.date, metrics: tuple[str, ...]) -> History:
+    def first_event_day(self) -> dt.date | None:
+        """Return the local day of the oldest raw event, or None when there is none."""
+        oldest = self.conn.execute("SELECT MIN(timestamp) FROM user_activity_log").fetchone()[0]
+        return parse_db_timestamp(oldest).astimezone(zone(self.tz_name)).date() if oldest else None
+
+    def tracking_began(self) -> dt.date | None:
+        """Return the local day tracking began: the earlier of the first raw event's day and the first
+        summary row (summaries may be imported, or outlive their purged events); None before either."""
+        first_row = self.conn.execute("SELECT MIN(date) FROM activity_summary_daily").fetchone()[0]
+        first_summary = dt.date.fromisoformat(first_row) if first_row else None
+        candidates = [day for day in (self.first_event_day(), first_summary) if day is not None]
+        return min(candidates) if candidates else None
+
+    def load_history(
+        self, first: dt.date, end: dt.date, metrics: tuple[str, ...], began: dt.date | None
+    ) -> History:
         """Read the summaries from ``first`` to ``end`` in one query."""
         columns = ", ".join(metrics)  # every name passed canonical_metrics' whitelist
         cursor = self.conn.cursor()
         cursor.row_factory = None  # plain tuples: cheaper, and sliced below
         rows = cursor.execute(
             f"""
-            SELECT date, is_partial, {columns}
+            SELECT date, is_partial, peak_hour, {columns}
             FROM activity_summary_daily
             WHERE date >= ?
               AND date <= ?
@@ -186,61 +258,74 @@ class ActivityTrendsService:
             """,
             (first.isoformat(), end.isoformat()),
         ).fetchall()
-        first_row = self.conn.execute("SELECT MIN(date) FROM activity_summary_daily").fetchone()[0]
-        history_start = dt.date.fromisoformat(first_row) if first_row else None
-        completed = complete_days([r[0] for r in rows], [r[2:] for r in rows], first, end, len(metrics))
+        completed = complete_days([r[0] for r in rows], [r[3:] for r in rows], first, end, len(metrics))
         partial = {r[0] for r in rows if r[1]}
-        return History(completed, partial, history_start)
+        peak_hours: list[int | None] = [None] * completed.values.shape[1]
+        for r in rows:
+            peak_hours[(dt.date.fromisoformat(r[0]) - first).days] = r[2]
+        return History(completed, partial, began, peak_hours)
 
-    def points(
-        self,
-        history: History,
-        row: int,
-        start: dt.date,
-        dates: list[str],
-        filled: np.ndarray,
-        partial: set[str],
-    ) -> list[dict[str, Any]]:
-        """Return one point per day of the range for one metric, gaps filled, with moving averages."""
-        series = history.window_series(row, start)
-        values = series[LOOKBACK_DAYS:].astype(np.int64).tolist()
-        week = np.round(self.analyzer.trailing_means(series, 7)[LOOKBACK_DAYS:], 2).tolist()
-        month = np.round(self.analyzer.trailing_means(series, 30)[LOOKBACK_DAYS:], 2).tolist()
+    def points(self, history: History, row: int, start: dt.date, dates: list[str]) -> list[dict[str, Any]]:
+        """Return one point per day of the range for one metric, gaps filled, with moving averages.
+
+        A day before tracking began has no value (null) and ``"no_data": true``.
+        """
+        split = history.offset(start)
+        series = history.values[row, split - LOOKBACK_DAYS :]
+        values = series[LOOKBACK_DAYS:]
+        week = np.round(self.analyzer.trailing_means(series, 7)[LOOKBACK_DAYS:], 2)
+        month = np.round(self.analyzer.trailing_means(series, 30)[LOOKBACK_DAYS:], 2)
+        known = ~np.isnan(values)
+        as_list = np.where(known, values, 0).astype(np.int64).tolist()
+        week_list, month_list = week.tolist(), month.tolist()
         points = [
             {"date": day, "value": value, "7day_avg": w, "30day_avg": m}
-            for day, value, w, m in zip(dates, values, week, month, strict=True)
+            for day, value, w, m in zip(dates, as_list, week_list, month_list, strict=True)
         ]
-        # Only gap days carry "filled" (and only today's running row "partial"): a flag on
-        # every point would add a sixth of the payload and say nothing.
+        # Only gap days carry "filled", days before tracking "no_data", and today's running row
+        # "partial": a flag on every point would add a sixth of the payload and say nothing.
+        for index in np.flatnonzero(~known).tolist():
+            points[index].update({"value": None, "7day_avg": None, "30day_avg": None, "no_data": True})
+        filled = known & ~history.completed.present[split:]
         for index in np.flatnonzero(filled).tolist():
             points[index]["filled"] = True
+        partial = history.partial_dates(start)
         if partial:
             for point in points:
                 if point["date"] in partial:
                     point["partial"] = True
         return points
 
-    def previous_period(
-        self, history: History, row: int, start: dt.date, days: int, average: float | None
+    def comparison(
+        self,
+        history: History,
+        row: int,
+        start: dt.date,
+        end: dt.date,
+        shift: int,
+        compare: str,
+        average: float | None,
     ) -> dict[str, Any]:
-        """Compare the range's average with the equally long period just before it.
+        """Compare the range's average with the same-length period ``shift`` days earlier.
 
-        Days before the first summarized day are not data and are left out; gaps after it count as 0.
+        Days before tracking began are not data and are left out; gaps after it count as 0.
         """
-        prev_start = start - dt.timedelta(days=days)
-        prev_end = start - dt.timedelta(days=1)
-        values = history.series(row, prev_start, prev_end)
+        offset = dt.timedelta(days=shift)
+        values = history.series(row, start - offset, end - offset)
         known = values[~np.isnan(values)]
         prev_average = round(float(known.mean()), 2) if known.size else None
         change = None
         if prev_average and average is not None:
             change = round((average - prev_average) / prev_average * 100, 2)
+        name = "change_vs_previous_year_percent" if compare == "year" else "change_vs_previous_percent"
         return {
-            "start": prev_start.isoformat(),
-            "end": prev_end.isoformat(),
+            "start": (start - offset).isoformat(),
+            "end": (end - offset).isoformat(),
+            "shift_days": shift,
+            "days_with_data": int(known.size),
             "average": prev_average,
             "total": int(known.sum()) if known.size else 0,
-            "percentage_change": change,
+            name: change,
         }
 
     # --- export ------------------------------------------------------------
@@ -248,12 +333,17 @@ class ActivityTrendsService:
     def iter_daily_values(
         self, start: dt.date, end: dt.date, metrics: Sequence[str] | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Yield ``{"date", metric: value, …}`` for every day of the range, gaps as 0, streaming."""
+        """Yield ``{"date", metric: value, …, "peak_hour"}`` for every day of the range, streaming.
+
+        Gap days give 0 (and no peak hour); days before tracking began give None for every value
+        and ``"no_data": True``.
+        """
         self.check_range(start, end)
         wanted = canonical_metrics(metrics)
+        began = self.tracking_began()
         cursor = self.conn.execute(
             f"""
-            SELECT date, {", ".join(wanted)}
+            SELECT date, peak_hour, {", ".join(wanted)}
             FROM activity_summary_daily
             WHERE date >= ?
               AND date <= ?
@@ -261,90 +351,142 @@ class ActivityTrendsService:
             """,
             (start.isoformat(), end.isoformat()),
         )
+
+        def empty(day: dt.date) -> dict[str, Any]:
+            if began is None or day < began:
+                return {"date": day.isoformat(), **dict.fromkeys(wanted), "peak_hour": None, "no_data": True}
+            return {"date": day.isoformat(), **dict.fromkeys(wanted, 0), "peak_hour": None}
+
         day = start
         for row in cursor:
             row_day = dt.date.fromisoformat(row["date"])
             while day < row_day:
-                yield {"date": day.isoformat(), **{m: 0 for m in wanted}}
+                yield empty(day)
                 day += dt.timedelta(days=1)
-            yield {"date": row["date"], **{m: row[m] for m in wanted}}
+            yield {"date": row["date"], **{m: row[m] for m in wanted}, "peak_hour": row["peak_hour"]}
             day = row_day + dt.timedelta(days=1)
         while day <= end:
-            yield {"date": day.isoformat(), **{m: 0 for m in wanted}}
+            yield empty(day)
             day += dt.timedelta(days=1)
 
     # --- breakdown -----------------------------------------------------------
 
     def breakdown(self, start: dt.date, end: dt.date) -> dict[str, Any]:
-        """Return top pages and users by role over the range, from the summaries' JSON columns.
+        """Return top pages, the peak hour and users by role over the range.
 
-        Page counts add up each day's top pages (a page outside a day's top 10 is not counted
-        that day); each role seen on a day of the range, by name, gives the average (a day
-        without it counts 0) and the highest number of daily active users.
+        While the raw events of the whole range are kept, top pages and the peak hour are counted
+        exactly from them. Afterwards they come from the summaries: page counts add up each day's
+        top pages (a page outside a day's top 10 is not counted that day), and the peak hour is the
+        hour most often the day's peak. Each role seen on a day of the range, by name, gives the
+        average over the tracked days (a tracked day without it counts 0) and the highest number of
+        daily active users.
         """
         self.check_range(start, end)
         pages: dict[str, int] = {}
+        daily_peaks: dict[int, int] = {}
         role_totals: dict[str, int] = {}
         role_max: dict[str, int] = {}
         summarized = 0
+        first_summarized: str | None = None
         cursor = self.conn.execute(
             """
-            SELECT top_pages, user_distribution
+            SELECT date, top_pages, user_distribution, peak_hour
             FROM activity_summary_daily
             WHERE date >= ?
               AND date <= ?
             """,
             (start.isoformat(), end.isoformat()),
         )
-        for top_pages, distribution in cursor:
+        for day, top_pages, distribution, peak_hour in cursor:
             summarized += 1
+            first_summarized = day if first_summarized is None else min(first_summarized, day)
             for entry in json.loads(top_pages):
                 pages[entry["page"]] = pages.get(entry["page"], 0) + int(entry["count"])
             for role, count in json.loads(distribution).items():
                 role_totals[role] = role_totals.get(role, 0) + int(count)
                 role_max[role] = max(role_max.get(role, 0), int(count))
+            if peak_hour is not None:
+                daily_peaks[peak_hour] = daily_peaks.get(peak_hour, 0) + 1
         days = (end - start).days + 1
-        top = sorted(pages.items(), key=lambda item: (-item[1], item[0]))[:TOP_PAGES_LIMIT]
+        began = self.tracking_began()
+        tracked_days = 0 if began is None or began > end else (end - max(start, began)).days + 1
+        # The raw events answer exactly when none of the range was purged and no summary of the
+        # range predates them (summaries may be imported without their events).
+        first_event = self.first_event_day()
+        exact = hours.raw_events_cover(self.conn, start) and (
+            first_summarized is None
+            or (first_event is not None and first_event.isoformat() <= first_summarized)
+        )
+        if exact:
+            top = [
+                (entry["page"], entry["count"])
+                for entry in hours.top_pages(self.conn, self.tz_name, start, end, TOP_PAGES_LIMIT)
+            ]
+            peak_hour = hours.peak_hour(self.conn, self.tz_name, start, end)
+            peak_source = "raw_events" if peak_hour is not None else None
+        else:
+            top = sorted(pages.items(), key=lambda item: (-item[1], item[0]))[:TOP_PAGES_LIMIT]
+            # The most frequent daily peak; ties go to the earlier hour.
+            peak_hour = min(daily_peaks, key=lambda hour: (-daily_peaks[hour], hour)) if daily_peaks else None
+            peak_source = "daily_peaks" if peak_hour is not None else None
         return {
             "period": {"start": start.isoformat(), "end": end.isoformat(), "days": days},
+            "tracking_began": began.isoformat() if began else None,
+            "tracked_days": tracked_days,
             "summarized_days": summarized,
             "top_pages": [{"page": page, "count": count} for page, count in top],
+            "top_pages_exact": exact,
+            "top_pages_source": "raw_events" if exact else "daily_top_lists",
+            "peak_hour": peak_hour,
+            "peak_hour_source": peak_source,
             "users_by_role": {
-                role: {"average_daily": round(role_totals[role] / days, 2), "max_daily": role_max[role]}
+                role: {
+                    "average_daily": round(role_totals[role] / max(tracked_days, 1), 2),
+                    "max_daily": role_max[role],
+                }
                 for role in sorted(role_totals)
             },
         }
 
 
 class History:
-    """Summary values per metric over consecutive days, NaN before the first summarized day."""
+    """Summary values per metric over consecutive days, NaN before tracking began, gaps after it 0."""
 
-    def __init__(self, completed: CompletedDays, partial: set[str], history_start: dt.date | None):
+    def __init__(
+        self,
+        completed: CompletedDays,
+        partial: set[str],
+        began: dt.date | None,
+        peak_hours: list[int | None],
+    ):
         self.completed = completed
         self.first = completed.first
         self.partial = partial
         self.values = np.full(completed.values.shape, np.nan)
-        if history_start is not None:
-            begin = max((history_start - self.first).days, 0)
-            self.values[:, begin:] = completed.values[:, begin:]
+        days = completed.values.shape[1]
+        begin = days if began is None else min(max((began - self.first).days, 0), days)
+        # The first day with data in this window (the day after its end when none has).
+        self.known_from = self.first + dt.timedelta(days=begin)
+        self.values[:, begin:] = completed.values[:, begin:]
+        self.peak_hours = [hour if i >= begin else None for i, hour in enumerate(peak_hours)]
 
     def offset(self, day: dt.date) -> int:
         """Return the column of a day."""
         return (day - self.first).days
 
+    def tracked_from(self, start: dt.date) -> dt.date:
+        """Return the first day from start on that has data (after the window's end when none has)."""
+        return max(start, self.known_from)
+
     def series(self, row: int, start: dt.date, end: dt.date) -> np.ndarray:
-        """Return one metric's values from start to end (NaN before history began)."""
+        """Return one metric's values from start to end (NaN before tracking began)."""
         return self.values[row, self.offset(start) : self.offset(end) + 1]
 
-    def range_values(self, start: dt.date) -> np.ndarray:
-        """Return every metric's values from start on, days without data as 0."""
-        return np.nan_to_num(self.values[:, self.offset(start) :], nan=0.0)
-
-    def window_series(self, row: int, start: dt.date) -> np.ndarray:
-        """Return the look-back days (NaN before history) followed by the range (gaps as 0)."""
-        split = self.offset(start)
-        lookback = self.values[row, split - LOOKBACK_DAYS : split]
-        return np.concatenate([lookback, np.nan_to_num(self.values[row, split:], nan=0.0)])
+    def tracked_values(self, start: dt.date, end: dt.date) -> np.ndarray:
+        """Return every metric's values from start to end (start on or after tracking began)."""
+        if start > end:
+            return np.zeros((len(self.values), 0))
+        return self.values[:, self.offset(start) : self.offset(end) + 1]
 
     def partial_dates(self, start: dt.date) -> set[str]:
         """Return the ISO dates of partial rows from start on."""

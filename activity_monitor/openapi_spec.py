@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from activity_monitor.activity_trends_service import METRICS
+from activity_monitor.activity_trends_service import COMPARISONS, METRICS
+from activity_monitor.hours import MEASURES, WEEKDAYS
 
 NUMBER_OR_NULL = {"type": ["number", "null"]}
 DATE = {"type": "string", "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+DATE_OR_NULL = {"type": ["string", "null"], "format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"}
+HOUR = {"type": "integer", "minimum": 0, "maximum": 23}
+HOUR_OR_NULL = {"type": ["integer", "null"], "minimum": 0, "maximum": 23}
+COUNT = {"type": "integer", "minimum": 0}
 
 
 def parameter(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -30,6 +35,19 @@ BYPASS_PARAMETER = parameter(
     {"type": "string", "enum": ["true", "false", "1", "0"]},
 )
 FORMAT_PARAMETER = parameter("format", "csv (default) or json.", {"type": "string", "enum": ["csv", "json"]})
+COMPARE_PARAMETER = parameter(
+    "compare",
+    "What the range is compared with: previous (default), the period just before shifted by the "
+    "range's length rounded up to whole weeks so weekdays line up; or year, the same weekdays "
+    "364 days earlier.",
+    {"type": "string", "enum": list(COMPARISONS)},
+)
+MEASURE_PARAMETER = parameter(
+    "measure",
+    "What each cell counts: events (default), or users (distinct users; each margin counts distinct "
+    "users too, so it is not the sum of its cells).",
+    {"type": "string", "enum": list(MEASURES)},
+)
 
 ERROR = {
     "type": "object",
@@ -47,12 +65,25 @@ POINT = {
     "required": ["date", "value", "7day_avg", "30day_avg"],
     "properties": {
         "date": DATE,
-        "value": {"type": "number"},
-        "7day_avg": {"type": "number"},
-        "30day_avg": {"type": "number"},
-        "filled": {"type": "boolean", "description": "True for a day with no summary row (value 0)."},
+        "value": NUMBER_OR_NULL,
+        "7day_avg": NUMBER_OR_NULL,
+        "30day_avg": NUMBER_OR_NULL,
+        "filled": {
+            "type": "boolean",
+            "description": "True for a day after tracking began with no summary row (value 0).",
+        },
+        "no_data": {
+            "const": True,
+            "description": "Present on days before tracking began: value, 7day_avg and 30day_avg "
+            "are then null, and the day takes part in no statistic.",
+        },
         "partial": {"type": "boolean", "description": "True for today's row while the day is running."},
     },
+    "if": {"required": ["no_data"]},
+    "then": {
+        "properties": {"value": {"type": "null"}, "7day_avg": {"type": "null"}, "30day_avg": {"type": "null"}}
+    },
+    "else": {"properties": {"value": {"type": "number"}}},
 }
 
 FORECAST_POINT = {
@@ -66,8 +97,48 @@ FORECAST_POINT = {
     },
 }
 
+
+def comparison_schema(change: str, description: str) -> dict[str, Any]:
+    """Describe the comparison object of a summary, whose change is named ``change``."""
+    return {
+        "type": "object",
+        "description": description,
+        "required": ["start", "end", "shift_days", "days_with_data", "average", "total", change],
+        "properties": {
+            "start": DATE,
+            "end": DATE,
+            "shift_days": {"type": "integer", "minimum": 1, "description": "How many days earlier it lies."},
+            "days_with_data": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Its days on or after the day tracking began (the others are left out).",
+            },
+            "average": NUMBER_OR_NULL,
+            "total": {"type": "number"},
+            change: {
+                **NUMBER_OR_NULL,
+                "description": "(range average − its average) / its average × 100; null when its "
+                "average is 0 or unknown.",
+            },
+        },
+        "additionalProperties": False,
+    }
+
+
+PREVIOUS_PERIOD = comparison_schema(
+    "change_vs_previous_percent",
+    "With compare=previous: the period as long as the range, shift_days earlier (the range's length "
+    "rounded up to whole weeks, so weekdays line up).",
+)
+PREVIOUS_YEAR = comparison_schema(
+    "change_vs_previous_year_percent",
+    "With compare=year: the same weekdays 364 days (52 weeks) earlier.",
+)
+
 SUMMARY = {
     "type": "object",
+    "description": "Statistics over the tracked days of the range (days before tracking began are "
+    "left out), and one comparison object: previous_period or previous_year, as compare asks.",
     "required": [
         "average",
         "median",
@@ -77,13 +148,15 @@ SUMMARY = {
         "total",
         "peak_date",
         "percentage_change",
+        "change_first_to_last_week_percent",
+        "tracked_days",
         "trend_slope",
         "trend_confidence",
         "p_value",
         "trend_analysis",
         "anomalies",
-        "previous_period",
     ],
+    "oneOf": [{"required": ["previous_period"]}, {"required": ["previous_year"]}],
     "properties": {
         "average": NUMBER_OR_NULL,
         "median": NUMBER_OR_NULL,
@@ -92,10 +165,28 @@ SUMMARY = {
         "max": NUMBER_OR_NULL,
         "total": NUMBER_OR_NULL,
         "peak_date": {"type": ["string", "null"]},
-        "percentage_change": NUMBER_OR_NULL,
+        "change_first_to_last_week_percent": {
+            **NUMBER_OR_NULL,
+            "description": "The mean of the last 7 tracked days of the range against the mean of "
+            "the first 7 (of all of them when fewer), in percent; null when the first mean is 0.",
+        },
+        "percentage_change": {
+            **NUMBER_OR_NULL,
+            "description": "Alias of change_first_to_last_week_percent (the same value), kept for "
+            "older clients.",
+        },
+        "tracked_days": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Days of the range on or after the day tracking began.",
+        },
         "trend_slope": NUMBER_OR_NULL,
         "trend_confidence": NUMBER_OR_NULL,
-        "p_value": NUMBER_OR_NULL,
+        "p_value": {
+            **NUMBER_OR_NULL,
+            "description": "Two-sided p-value of the trend slope, in significant figures: a tiny "
+            "value stays tiny (such as 1.2e-12), never rounded to 0.",
+        },
         "trend_analysis": {
             "type": "object",
             "required": ["direction", "confidence", "slope", "strength", "forecast", "method", "backtest"],
@@ -130,17 +221,8 @@ SUMMARY = {
                 },
             },
         },
-        "previous_period": {
-            "type": "object",
-            "required": ["start", "end", "average", "total", "percentage_change"],
-            "properties": {
-                "start": DATE,
-                "end": DATE,
-                "average": NUMBER_OR_NULL,
-                "total": {"type": "number"},
-                "percentage_change": NUMBER_OR_NULL,
-            },
-        },
+        "previous_period": PREVIOUS_PERIOD,
+        "previous_year": PREVIOUS_YEAR,
     },
 }
 
@@ -150,13 +232,46 @@ PERIOD = {
     "properties": {"start": DATE, "end": DATE, "days": {"type": "integer", "minimum": 1}},
 }
 
+TRACKING_BEGAN = {
+    **DATE_OR_NULL,
+    "description": "The local day tracking began: the earlier of the first raw event's day and the "
+    "first summary row's; null before either exists.",
+}
+
 TRENDS_DATA = {
     "type": "object",
-    "required": ["period", "metrics", "summary", "generated_at", "data_version"],
+    "required": [
+        "period",
+        "tracking_began",
+        "compare",
+        "metrics",
+        "summary",
+        "days",
+        "generated_at",
+        "data_version",
+    ],
     "properties": {
         "period": PERIOD,
+        "tracking_began": TRACKING_BEGAN,
+        "compare": {"enum": list(COMPARISONS)},
         "metrics": {"type": "object", "additionalProperties": {"type": "array", "items": POINT}},
         "summary": {"type": "object", "additionalProperties": SUMMARY},
+        "days": {
+            "type": "array",
+            "description": "One entry per day of the range, in order.",
+            "items": {
+                "type": "object",
+                "required": ["date", "peak_hour"],
+                "properties": {
+                    "date": DATE,
+                    "peak_hour": {
+                        **HOUR_OR_NULL,
+                        "description": "The local hour (0–23) with the most events that day; null "
+                        "without events or summary.",
+                    },
+                },
+            },
+        },
         "generated_at": {"type": "string"},
         "data_version": {"type": "integer"},
     },
@@ -164,10 +279,44 @@ TRENDS_DATA = {
 
 BREAKDOWN_DATA = {
     "type": "object",
-    "required": ["period", "summarized_days", "top_pages", "users_by_role"],
+    "required": [
+        "period",
+        "tracking_began",
+        "tracked_days",
+        "summarized_days",
+        "top_pages",
+        "top_pages_exact",
+        "top_pages_source",
+        "peak_hour",
+        "peak_hour_source",
+        "users_by_role",
+    ],
     "properties": {
         "period": PERIOD,
+        "tracking_began": TRACKING_BEGAN,
+        "tracked_days": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "Days of the range on or after the day tracking began (role averages "
+            "divide by it).",
+        },
         "summarized_days": {"type": "integer"},
+        "top_pages_exact": {
+            "type": "boolean",
+            "description": "True when top_pages are exact page-view counts from the raw events (while "
+            "every raw event of the range is kept); false when they add up each day's top list, "
+            "which misses a page outside a day's top 10 on that day.",
+        },
+        "top_pages_source": {"enum": ["raw_events", "daily_top_lists"]},
+        "peak_hour": {
+            **HOUR_OR_NULL,
+            "description": "The local hour with the most events over the range; null without events.",
+        },
+        "peak_hour_source": {
+            "enum": ["raw_events", "daily_peaks", None],
+            "description": "raw_events: counted exactly; daily_peaks: the hour most often the daily "
+            "peak (after the raw events were purged); null with peak_hour.",
+        },
         "top_pages": {
             "type": "array",
             "items": {
@@ -189,6 +338,133 @@ BREAKDOWN_DATA = {
     },
 }
 
+HOURS_DATA = {
+    "type": "object",
+    "required": ["period", "time_zone", "measure", "weekdays", "cells", "by_hour", "by_weekday", "peak"],
+    "properties": {
+        "period": PERIOD,
+        "time_zone": {
+            "type": "string",
+            "description": "ACTIVITY_TIMEZONE, whose local hours and days these are.",
+        },
+        "measure": {"enum": list(MEASURES)},
+        "weekdays": {"const": list(WEEKDAYS), "description": "The names of the rows of cells, Monday first."},
+        "cells": {
+            "type": "array",
+            "description": "cells[weekday][hour]: events, or distinct users, of that local weekday "
+            "and wall-clock hour over the range. The hour a DST change repeats counts both passes; "
+            "the hour it skips is 0.",
+            "minItems": 7,
+            "maxItems": 7,
+            "items": {"type": "array", "minItems": 24, "maxItems": 24, "items": COUNT},
+        },
+        "by_hour": {
+            "type": "array",
+            "description": "Per local hour over every weekday (for users, distinct users of the hour).",
+            "minItems": 24,
+            "maxItems": 24,
+            "items": COUNT,
+        },
+        "by_weekday": {
+            "type": "array",
+            "description": "Per weekday over every hour (for users, distinct users of the weekday).",
+            "minItems": 7,
+            "maxItems": 7,
+            "items": COUNT,
+        },
+        "peak": {
+            "description": "The busiest cell (the earliest in the week on a tie); null when every cell is 0.",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["weekday", "hour", "value"],
+                    "properties": {
+                        "weekday": {"enum": list(WEEKDAYS)},
+                        "hour": HOUR,
+                        "value": {"type": "integer", "minimum": 1},
+                    },
+                },
+                {"type": "null"},
+            ],
+        },
+    },
+}
+
+EXPORT_ROW = {
+    "type": "object",
+    "description": "One day: date, the requested metrics and peak_hour. On a day before tracking "
+    "began every metric and peak_hour are null and no_data is true; a gap day after it has 0.",
+    "required": ["date", "peak_hour"],
+    "properties": {
+        "date": DATE,
+        "peak_hour": HOUR_OR_NULL,
+        "no_data": {"const": True},
+        **{metric: NUMBER_OR_NULL for metric in METRICS},
+    },
+    "additionalProperties": False,
+}
+
+STATUS = {"enum": ["ok", "degraded", "unhealthy"]}
+INTEGER = {"type": "integer", "minimum": 0}
+STRING_OR_NULL = {"type": ["string", "null"]}
+FRESHNESS_CHECK = {
+    "type": "object",
+    "description": "How current the summaries are: today's partial row (refreshed every "
+    "ACTIVITY_REFRESH_SECONDS by the leader), the dirty backlog, and summary gaps.",
+    # When the figures cannot be read, only status and error are given.
+    "required": ["status"],
+    "properties": {
+        "status": STATUS,
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "refresh_seconds": INTEGER,
+        "stale_after_seconds": INTEGER,
+        "background_jobs_expected": {"type": "boolean"},
+        "today": {
+            "type": "object",
+            "required": ["date", "computed_at", "age_seconds", "stale"],
+            "properties": {
+                "date": DATE,
+                "computed_at": STRING_OR_NULL,
+                "age_seconds": NUMBER_OR_NULL,
+                "stale": {"type": "boolean"},
+            },
+        },
+        "dirty_days": {
+            "type": "object",
+            "required": ["count", "oldest_date", "longest_wait_seconds"],
+            "properties": {
+                "count": INTEGER,
+                "oldest_date": DATE_OR_NULL,
+                "longest_wait_seconds": NUMBER_OR_NULL,
+            },
+        },
+        "gaps": {
+            "type": "object",
+            "description": "Days inside the summarized span with raw events but no summary (the first 10).",
+            "required": ["count", "days"],
+            "properties": {"count": INTEGER, "days": {"type": "array", "items": DATE}},
+        },
+        "error": {"type": "string"},
+    },
+}
+EVENT_SPOOL_CHECK = {
+    "type": "object",
+    "description": "This process's event spool: rows the database refused wait in a local file until "
+    "replayed, exactly once.",
+    "required": ["status", "spooled", "replayed", "duplicates_skipped", "dropped", "torn_lines", "rejected",
+                 "pending", "in_memory", "files", "writes_failing", "last_error", "last_failure_at"],
+    "properties": {
+        "status": STATUS,
+        **{name: INTEGER for name in ("spooled", "replayed", "duplicates_skipped", "dropped", "torn_lines",
+                                      "rejected", "pending", "in_memory", "files")},
+        "writes_failing": {"type": "boolean"},
+        "last_error": STRING_OR_NULL,
+        "last_failure_at": STRING_OR_NULL,
+        "folder": {"type": "string"},
+        "detail": {"type": "string"},
+    },
+}
+HEALTH_CHECKS = ("database", "cache", "rate_limiter", "scheduler", "performance", "freshness", "event_spool")
 HEALTH = {
     "type": "object",
     "required": ["status", "checks"],
@@ -196,10 +472,11 @@ HEALTH = {
         "status": {"enum": ["healthy", "degraded", "unhealthy"]},
         "checks": {
             "type": "object",
-            "required": ["database", "cache", "rate_limiter", "scheduler", "performance"],
+            "required": list(HEALTH_CHECKS),
             "properties": {
-                name: {"type": "object"}
-                for name in ("database", "cache", "rate_limiter", "scheduler", "performance")
+                **{name: {"type": "object"} for name in HEALTH_CHECKS},
+                "freshness": FRESHNESS_CHECK,
+                "event_spool": EVENT_SPOOL_CHECK,
             },
         },
     },
@@ -269,6 +546,7 @@ def build_openapi(api_path: str, healthz_path: str | None, session_cookie: str) 
                 "Error": ERROR,
                 "TrendsData": TRENDS_DATA,
                 "BreakdownData": BREAKDOWN_DATA,
+                "HoursData": HOURS_DATA,
                 "Health": HEALTH,
             },
             "securitySchemes": {
@@ -287,7 +565,7 @@ def api_paths(prefix: str, security: list[dict[str, list]]) -> dict[str, Any]:
             "get": {
                 "summary": "Daily trends with moving averages, summary, forecast and comparison",
                 "security": security,
-                "parameters": [*RANGE_PARAMETERS, METRICS_PARAMETER, BYPASS_PARAMETER],
+                "parameters": [*RANGE_PARAMETERS, METRICS_PARAMETER, BYPASS_PARAMETER, COMPARE_PARAMETER],
                 "responses": {
                     "200": {
                         **json_response(
@@ -319,7 +597,10 @@ def api_paths(prefix: str, security: list[dict[str, list]]) -> dict[str, Any]:
                 "parameters": [*RANGE_PARAMETERS, METRICS_PARAMETER, BYPASS_PARAMETER, FORMAT_PARAMETER],
                 "responses": {
                     "200": {
-                        "description": "The file: CSV (header row date,<metrics…>) or JSON.",
+                        "description": "The file. CSV: a header row date,<metrics…>,peak_hour and one "
+                        "row per day; an empty cell is a missing value (every metric of a day before "
+                        "tracking began, the peak hour of a day without events), never 0. JSON: "
+                        "the same rows as objects, missing values null.",
                         "content": {
                             "text/csv": {"schema": {"type": "string"}},
                             "application/json": {
@@ -331,7 +612,7 @@ def api_paths(prefix: str, security: list[dict[str, list]]) -> dict[str, Any]:
                                         "user": {"type": "string"},
                                         "period": PERIOD,
                                         "metrics": {"type": "array", "items": {"enum": list(METRICS)}},
-                                        "data": {"type": "array", "items": {"type": "object"}},
+                                        "data": {"type": "array", "items": EXPORT_ROW},
                                     },
                                 }
                             },
@@ -357,6 +638,32 @@ def api_paths(prefix: str, security: list[dict[str, list]]) -> dict[str, Any]:
                             "properties": {
                                 "success": {"const": True},
                                 "data": {"$ref": "#/components/schemas/BreakdownData"},
+                            },
+                        },
+                    ),
+                    **BAD_REQUEST,
+                    **AUTH_ERRORS,
+                    **RATE_LIMITED,
+                },
+            }
+        },
+        f"{prefix}/hours": {
+            "get": {
+                "summary": "Events or users per local hour and weekday over a range, from the raw events",
+                "description": "Exact while the range's raw events are kept: a start_date before the "
+                "first day whose raw events are all kept (see ACTIVITY_RETENTION_DAYS) is a 400 "
+                "naming that day in details.earliest_start_date.",
+                "security": security,
+                "parameters": [*RANGE_PARAMETERS, MEASURE_PARAMETER],
+                "responses": {
+                    "200": json_response(
+                        "The counts.",
+                        {
+                            "type": "object",
+                            "required": ["success", "data"],
+                            "properties": {
+                                "success": {"const": True},
+                                "data": {"$ref": "#/components/schemas/HoursData"},
                             },
                         },
                     ),

@@ -18,7 +18,12 @@ from activity_monitor.extension import get_state
 from activity_monitor.identity import current_identity
 
 # Endpoints limited separately, each with ACTIVITY_RATE_LIMIT.
-LIMITED_ENDPOINTS = ("activity_trends.trends", "activity_trends.export", "activity_trends.breakdown")
+LIMITED_ENDPOINTS = (
+    "activity_trends.trends",
+    "activity_trends.export",
+    "activity_trends.breakdown",
+    "activity_trends.hours",
+)
 
 
 def rate_limit_key() -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from activity_monitor.activity_trends_service import METRICS, InvalidQuery, canonical_metrics
+from activity_monitor.activity_trends_service import COMPARISONS, METRICS, InvalidQuery, canonical_metrics
+from activity_monitor.hours import MEASURES
 
 DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 EARLIEST_DATE = dt.date(1970, 1, 1)
@@ -84,3 +85,23 @@ def parse_flag(name: str, raw: str | None) -> bool:
     if raw.lower() not in BOOLEANS:
         raise QueryError(f"{name} must be one of true, false, 1 or 0.", name)
     return BOOLEANS[raw.lower()]
+
+
+def parse_choice(name: str, raw: str | None, accepted: tuple[str, ...]) -> str:
+    """Return one of the accepted values exactly as written (the first when absent)."""
+    if raw is None:
+        return accepted[0]
+    if raw not in accepted:
+        listed = ", ".join(accepted[:-1]) + " or " + accepted[-1] if len(accepted) > 1 else accepted[0]
+        raise QueryError(f"{name} must be {listed}, not {raw!r}.", name)
+    return raw
+
+
+def parse_compare(raw: str | None) -> str:
+    """Return what trends compare the range with: previous (default) or year."""
+    return parse_choice("compare", raw, COMPARISONS)
+
+
+def parse_measure(raw: str | None) -> str:
+    """Return what /hours counts: events (default) or users."""
+    return parse_choice("measure", raw, MEASURES)

@@ -4,7 +4,8 @@ Run from anywhere: ``python bench/bench_analysis.py [--runs N]``. Prints, per le
 (with p10 and p90, to show the noise) of the batched call and of a loop of ``analyze`` over the
 rows, in milliseconds, and the speed-up. The series are synthetic weekday-heavy traffic with a
 drifting level, level shifts, holidays and spikes, so every code path (refits, anomalies) runs.
-No issue sets a target for this part alone; it feeds the uncached-trends budget of bench_api.py.
+The share below is issue 12's cost budget for the analysis in an uncached trends request: at
+most 5 ms per metric (bench_forecast.py measures the same call with 1,100 days of history).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import numpy as np  # noqa: E402
 from activity_monitor.trend_analysis import analyze, analyze_many  # noqa: E402
 
 METRICS = 6
-TARGET_BATCH_365_MS = 1.5
+TARGET_BATCH_365_MS = 5.0 * METRICS
 WEEKDAY_SHAPE = np.array([1.25, 1.3, 1.25, 1.2, 1.0, 0.25, 0.15])
 
 
@@ -76,7 +77,7 @@ def main() -> int:
               f"speed-up ×{statistics.median(per_row) / statistics.median(batched):.1f}")
         if days == 365:
             within = statistics.median(batched) <= TARGET_BATCH_365_MS
-            print(f"batched 6 × 365 within the {TARGET_BATCH_365_MS} ms share of the trends budget: {within}")
+            print(f"batched 6 × 365 within the {TARGET_BATCH_365_MS:g} ms budget (5 ms per metric): {within}")
     return 0
 
 

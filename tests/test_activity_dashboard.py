@@ -335,7 +335,7 @@ def test_csv_export_downloads_the_rows_on_screen(watched, live_server):
     dates = [str(live_server.yesterday - dt.timedelta(days=6 - i)) for i in range(7)]
     json_link = page.get_attribute("#am-export-json", "href")
     assert json_link == page.get_attribute("#am-export-csv", "href").replace("format=csv", "format=json")
-    assert rows[0] == ["date", "unique_users", "total_sessions"]
+    assert rows[0] == ["date", "unique_users", "total_sessions", "peak_hour"]
     assert [row[0] for row in rows[1:]] == dates
     for column, metric in enumerate(("unique_users", "total_sessions"), start=1):
         assert [float(row[column]) for row in rows[1:]] == datasets_by_key(charts[metric])["value"][:7]
@@ -387,6 +387,26 @@ def test_a_range_before_the_data_shows_the_empty_state(watched, live_server):
     page = open_page(watched, live_server, "?range=custom&start=2020-01-01&end=2020-01-31", state="empty")
     assert page.is_visible("#am-empty")
     assert page.evaluate("() => Object.keys(window.activityCharts)") == []
+
+
+def test_days_before_tracking_began_are_shaded_and_left_out(watched, live_server):
+    page = open_page(watched, live_server)
+    began = dt.date.fromisoformat(api_data(page, live_server, "trends")["tracking_began"])
+    start, end = began - dt.timedelta(days=10), began + dt.timedelta(days=19)
+    page = open_page(watched, live_server, f"?range=custom&start={start}&end={end}&metrics=unique_users")
+    trends = api_data(page, live_server, "trends", start_date=str(start), end_date=str(end))
+    assert [p.get("no_data", False) for p in trends["metrics"]["unique_users"]] == [True] * 10 + [False] * 20
+    shown = datasets_by_key(page.evaluate(CHART_DATA)["unique_users"])
+    assert shown["value"][:10] == [None] * 10 and None not in shown["value"][10:30]
+    note = page.inner_text("#am-gaps-note")
+    assert "10 days before tracking began" in note and "take part in no figure" in note
+    plugins = page.evaluate("() => window.activityCharts.unique_users.config.plugins.map((p) => p.id)")
+    assert "amNoData" in plugins
+    card = page.locator('#am-cards [data-metric="unique_users"] .am-card-value').inner_text()
+    # The card's average is the tracked days' (a rounded figure on screen).
+    average = trends["summary"]["unique_users"]["average"]
+    assert float(card.replace(",", "")) == pytest.approx(average, abs=0.5)
+    screenshot(page, "activity_monitor_no_data_shaded")
 
 
 def test_error_state_shows_the_servers_message_and_no_data(watched, live_server):

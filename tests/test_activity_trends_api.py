@@ -21,6 +21,7 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
+from activity_events import add_event, local
 from activity_monitor import ActivityMonitor, Identity, activity_health, get_state
 from activity_monitor.activity_trends_service import METRICS
 from activity_monitor.daily_summaries import bump_data_version
@@ -40,12 +41,13 @@ PROTECTED_ENDPOINTS = [
     ("GET", f"{PREFIX}/trends"),
     ("GET", f"{PREFIX}/export"),
     ("GET", f"{PREFIX}/breakdown"),
+    ("GET", f"{PREFIX}/hours"),
     ("GET", f"{PREFIX}/health"),
     ("GET", f"{PREFIX}/cache/stats"),
     ("POST", f"{PREFIX}/cache/clear"),
 ]
 PUBLIC_ENDPOINTS = [("GET", f"{PREFIX}/openapi.json"), ("GET", "/healthz")]
-RANGE_ENDPOINTS = ("trends", "export", "breakdown")
+RANGE_ENDPOINTS = ("trends", "export", "breakdown", "hours")
 
 
 class Days:
@@ -167,7 +169,17 @@ def test_trends_answers_the_documented_envelope(admin: FlaskClient) -> None:
     body = response.get_json()
     assert set(body) == {"success", "cached", "cache_ttl", "data"}
     assert body["success"] is True and body["cached"] is False and body["cache_ttl"] == 3600
-    assert set(body["data"]) == {"period", "metrics", "summary", "generated_at", "data_version"}
+    assert set(body["data"]) == {
+        "period",
+        "tracking_began",
+        "compare",
+        "metrics",
+        "summary",
+        "days",
+        "generated_at",
+        "data_version",
+    }
+    assert body["data"]["compare"] == "previous"
     assert list(body["data"]["metrics"]) == list(METRICS)
     assert "private" in [d.strip() for d in response.headers["Cache-Control"].split(",")]
 
@@ -202,8 +214,10 @@ def test_trends_points_carry_summary_values_and_filled_gaps(admin: FlaskClient, 
     insert_summary(db_conn, days.ago(1), values={"unique_users": 9})
     url = f"{PREFIX}/trends?start_date={days.ago(4)}&end_date={days.yesterday()}&metrics=unique_users"
     points = admin.get(url).get_json()["data"]["metrics"]["unique_users"]
-    assert [p["value"] for p in points] == [0, 7, 0, 9]
-    assert [p.get("filled", False) for p in points] == [True, False, True, False]
+    # The first day lies before tracking began (the first summary): no data, not a 0.
+    assert [p["value"] for p in points] == [None, 7, 0, 9]
+    assert [p.get("no_data", False) for p in points] == [True, False, False, False]
+    assert [p.get("filled", False) for p in points] == [False, False, True, False]
     assert "filled" not in points[1]  # only gap days carry the flag
 
 
@@ -256,7 +270,21 @@ INVALID_QUERIES: list[tuple[tuple[str, ...], Callable[[Days], str], str, tuple[s
     (("trends", "export"), lambda _days: "cache_bypass=yes", "cache_bypass", ("true, false, 1 or 0",)),
     (("trends", "export"), lambda _days: "cache_bypass=", "cache_bypass", ("true, false, 1 or 0",)),
     (("trends", "export"), lambda _days: "cache_bypass=1&cache_bypass=0", "cache_bypass", ("at most once",)),
-    (("trends",), lambda _days: "format=csv", "format", ("cache_bypass, end_date, metrics, start_date",)),
+    (
+        ("trends",),
+        lambda _days: "format=csv",
+        "format",
+        ("cache_bypass, compare, end_date, metrics, start_date",),
+    ),
+    (("trends",), lambda _days: "compare=week", "compare", ("previous or year",)),
+    (("trends",), lambda _days: "compare=Year", "compare", ("previous or year",)),
+    (("trends",), lambda _days: "compare=", "compare", ("previous or year",)),
+    (("trends",), lambda _days: "compare=year&compare=previous", "compare", ("at most once",)),
+    (("export", "breakdown", "hours"), lambda _days: "compare=year", "compare", ("start_date",)),
+    (("hours",), lambda _days: "measure=sessions", "measure", ("events or users",)),
+    (("hours",), lambda _days: "measure=", "measure", ("events or users",)),
+    (("hours",), lambda _days: "measure=users&measure=events", "measure", ("at most once",)),
+    (("hours",), lambda _days: "metrics=unique_users", "metrics", ("end_date, measure, start_date",)),
     (("export",), lambda _days: "format=xml", "format", ("csv or json",)),
     (("export",), lambda _days: "format=CSV", "format", ("csv or json",)),
     (("export",), lambda _days: "format=csv&format=json", "format", ("at most once",)),
@@ -698,10 +726,15 @@ def test_cache_stats_count_hits_and_misses(client: FlaskClient, bearer) -> None:
 
 @pytest.fixture
 def gappy_summaries(db_conn, days: Days) -> tuple[dt.date, dt.date]:
-    """Insert varying rows with gaps inside the range; return a range starting before any data."""
+    """Insert varying rows with gaps inside the range, each with a peak hour but the first; return
+    a range starting five days before any data (before tracking began)."""
     for offset in (20, 19, 18, 14, 13, 9, 8, 7, 3):
         day = days.ago(offset)
         insert_summary(db_conn, day, values={m: offset * (i + 3) + i for i, m in enumerate(METRICS)})
+        if offset != 20:
+            db_conn.execute(
+                "UPDATE activity_summary_daily SET peak_hour = ? WHERE date = ?", (offset, day.isoformat())
+            )
     return days.ago(25), days.yesterday()
 
 
@@ -720,15 +753,44 @@ def test_csv_export_equals_the_trends_values_for_every_metric_and_day(
     assert response.status_code == 200
     assert response.mimetype == "text/csv"
     text = response.get_data(as_text=True)
-    assert text.splitlines()[0] == "date," + ",".join(METRICS)
+    assert text.splitlines()[0] == "date," + ",".join(METRICS) + ",peak_hour"
     rows = parse_csv(response)
     assert len(rows) == (end - start).days + 1
     for metric in METRICS:
         assert [r["date"] for r in rows] == [p["date"] for p in trends[metric]]
-        assert [int(r[metric]) for r in rows] == [p["value"] for p in trends[metric]], metric
+        values = [int(r[metric]) if r[metric] != "" else None for r in rows]
+        assert values == [p["value"] for p in trends[metric]], metric
     filled = [p["date"] for p in trends["unique_users"] if p.get("filled")]
-    assert days.ago(25).isoformat() in filled and days.ago(16).isoformat() in filled
+    assert days.ago(16).isoformat() in filled
     assert all(int(r["unique_users"]) == 0 for r in rows if r["date"] in filled)
+
+
+def test_csv_export_leaves_the_cells_of_days_before_tracking_began_empty(
+    admin: FlaskClient, gappy_summaries, days: Days
+) -> None:
+    start, end = gappy_summaries
+    rows = parse_csv(admin.get(f"{PREFIX}/export?start_date={start}&end_date={end}"))
+    before = [r for r in rows if r["date"] < days.ago(20).isoformat()]
+    assert len(before) == 5
+    assert all(set(r.values()) == {r["date"], ""} for r in before)
+    assert "no_data" not in rows[0]
+
+
+def test_csv_export_ends_each_row_with_the_days_peak_hour(
+    admin: FlaskClient, gappy_summaries, days: Days
+) -> None:
+    start, end = gappy_summaries
+    query = f"start_date={start}&end_date={end}"
+    trend_days = admin.get(f"{PREFIX}/trends?{query}").get_json()["data"]["days"]
+    response = admin.get(f"{PREFIX}/export?{query}&metrics=unique_users")
+    assert response.get_data(as_text=True).splitlines()[0] == "date,unique_users,peak_hour"
+    peaks = {r["date"]: r["peak_hour"] for r in parse_csv(response)}
+    assert peaks[days.ago(14).isoformat()] == "14"
+    # A summary without a peak hour (no events), a gap day and a day before tracking: empty cells.
+    assert (
+        peaks[days.ago(20).isoformat()] == peaks[days.ago(16).isoformat()] == peaks[start.isoformat()] == ""
+    )
+    assert peaks == {d["date"]: "" if d["peak_hour"] is None else str(d["peak_hour"]) for d in trend_days}
 
 
 def test_csv_export_names_the_file_after_the_range(admin: FlaskClient, days: Days) -> None:
@@ -747,10 +809,11 @@ def test_csv_export_is_streamed(admin: FlaskClient, days: Days) -> None:
 
 def test_csv_export_has_only_the_requested_metrics_in_canonical_order(admin: FlaskClient) -> None:
     response = admin.get(f"{PREFIX}/export?metrics=peak_concurrent_users,unique_users,unique_users")
-    assert response.get_data(as_text=True).splitlines()[0] == "date,unique_users,peak_concurrent_users"
+    header = response.get_data(as_text=True).splitlines()[0]
+    assert header == "date,unique_users,peak_concurrent_users,peak_hour"
 
 
-def test_json_export_has_the_documented_shape(admin: FlaskClient, gappy_summaries) -> None:
+def test_json_export_has_the_documented_shape(admin: FlaskClient, gappy_summaries, days: Days) -> None:
     start, end = gappy_summaries
     query = f"start_date={start}&end_date={end}&metrics=total_sessions,unique_users"
     trends = admin.get(f"{PREFIX}/trends?{query}").get_json()["data"]["metrics"]
@@ -763,11 +826,27 @@ def test_json_export_has_the_documented_shape(admin: FlaskClient, gappy_summarie
     assert body["user"] == "admin"
     assert body["period"] == {"start": start.isoformat(), "end": end.isoformat(), "days": 25}
     assert body["metrics"] == ["unique_users", "total_sessions"]
-    assert all(set(row) == {"date", "unique_users", "total_sessions"} for row in body["data"])
+    columns = {"date", "unique_users", "total_sessions", "peak_hour"}
+    tracked = days.ago(20).isoformat()
+    assert all(set(row) == columns for row in body["data"] if row["date"] >= tracked)
     for metric in body["metrics"]:
         assert [(r["date"], r[metric]) for r in body["data"]] == [
             (p["date"], p["value"]) for p in trends[metric]
         ]
+    assert body["data"][0] == {
+        "date": start.isoformat(),
+        "unique_users": None,
+        "total_sessions": None,
+        "peak_hour": None,
+        "no_data": True,
+    }
+    by_date = {row["date"]: row for row in body["data"]}
+    assert by_date[days.ago(9).isoformat()]["peak_hour"] == 9
+    assert by_date[days.ago(10).isoformat()] == {
+        **dict.fromkeys(columns, 0),
+        "date": days.ago(10).isoformat(),
+        "peak_hour": None,
+    }
 
 
 # --- /breakdown -----------------------------------------------------------------------------------------
@@ -792,8 +871,171 @@ def test_breakdown_adds_up_top_pages_and_users_by_role(admin: FlaskClient, db_co
     data = body["data"]
     assert data["summarized_days"] == 2
     assert data["top_pages"] == [{"page": "/routes", "count": 6}, {"page": "/devices", "count": 5}]
-    assert data["users_by_role"]["admin"] == {"average_daily": 1.0, "max_daily": 3}
-    assert data["users_by_role"]["driver"] == {"average_daily": 1.5, "max_daily": 4}
+    # Tracking began with the first summary: the two days before it are not averaged in.
+    assert (data["tracking_began"], data["tracked_days"]) == (days.ago(2).isoformat(), 2)
+    assert data["users_by_role"]["admin"] == {"average_daily": 2.0, "max_daily": 3}
+    assert data["users_by_role"]["driver"] == {"average_daily": 3.0, "max_daily": 4}
+
+
+# --- /hours ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def berlin(make_app: Callable[..., Flask]) -> FlaskClient:
+    """A client, logged in as an admin, of an app whose days are Berlin's."""
+    app = make_app(ACTIVITY_TIMEZONE="Europe/Berlin")
+    client = app.test_client()
+    AuthActions(app, client).login("admin")
+    return client
+
+
+def empty_cells() -> list[list[int]]:
+    """Seven weekdays of 24 hours of 0."""
+    return [[0] * 24 for _ in range(7)]
+
+
+def test_hours_count_events_per_local_weekday_and_hour(berlin: FlaskClient, db_conn) -> None:
+    # The week of Monday 2026-05-11 (the test's own requests are tracked today, after it).
+    add_event(db_conn, local("2026-05-12 14:10", "Europe/Berlin"), 1)
+    add_event(db_conn, local("2026-05-12 14:50", "Europe/Berlin"), 1)
+    add_event(db_conn, local("2026-05-12 14:20", "Europe/Berlin"), 2, action="api_call")
+    add_event(db_conn, local("2026-05-17 00:30", "Europe/Berlin"), 1)  # 22:30 UTC on Saturday
+    add_event(db_conn, local("2026-05-10 23:59", "Europe/Berlin"), 1)  # the day before the range
+    response = berlin.get(f"{PREFIX}/hours?start_date=2026-05-11&end_date=2026-05-17")
+    assert response.status_code == 200
+    body = response.get_json()
+    cells = empty_cells()
+    cells[1][14], cells[6][0] = 3, 1
+    by_hour = [0] * 24
+    by_hour[0], by_hour[14] = 1, 3
+    assert body == {
+        "success": True,
+        "data": {
+            "period": {"start": "2026-05-11", "end": "2026-05-17", "days": 7},
+            "time_zone": "Europe/Berlin",
+            "measure": "events",
+            "weekdays": ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"],
+            "cells": cells,
+            "by_hour": by_hour,
+            "by_weekday": [0, 3, 0, 0, 0, 0, 1],
+            "peak": {"weekday": "Tuesday", "hour": 14, "value": 3},
+        },
+    }
+
+
+def test_hours_count_each_user_once_per_cell_with_measure_users(berlin: FlaskClient, db_conn) -> None:
+    add_event(db_conn, local("2026-05-19 14:10", "Europe/Berlin"), 1)
+    add_event(db_conn, local("2026-05-19 14:50", "Europe/Berlin"), 1)
+    add_event(db_conn, local("2026-05-19 14:20", "Europe/Berlin"), 2)
+    add_event(db_conn, local("2026-05-12 14:20", "Europe/Berlin"), 2)
+    data = berlin.get(f"{PREFIX}/hours?start_date=2026-05-11&end_date=2026-05-19&measure=users").get_json()[
+        "data"
+    ]
+    assert data["measure"] == "users"
+    assert data["cells"][1][14] == 2
+    assert data["by_weekday"][1] == 2
+    assert data["peak"] == {"weekday": "Tuesday", "hour": 14, "value": 2}
+
+
+def test_hours_count_both_passes_of_the_repeated_autumn_hour(berlin: FlaskClient, db_conn) -> None:
+    # 2025-10-26 in Berlin: 02:00–03:00 runs twice, from 00:00 UTC (summer time) and 01:00 UTC.
+    add_event(db_conn, "2025-10-26 00:30:00", 1)
+    add_event(db_conn, "2025-10-26 01:30:00", 1)
+    data = berlin.get(f"{PREFIX}/hours?start_date=2025-10-26&end_date=2025-10-26").get_json()["data"]
+    assert data["cells"][6][2] == 2
+    assert data["peak"] == {"weekday": "Sunday", "hour": 2, "value": 2}
+
+
+def test_hours_default_to_the_last_30_completed_days_with_no_peak_when_empty(
+    admin: FlaskClient, days: Days
+) -> None:
+    data = admin.get(f"{PREFIX}/hours").get_json()["data"]
+    assert data["period"] == {
+        "start": days.ago(30).isoformat(),
+        "end": days.yesterday().isoformat(),
+        "days": 30,
+    }
+    assert data["time_zone"] == "UTC" and data["measure"] == "events"
+    assert data["cells"] == empty_cells()
+    assert data["peak"] is None
+
+
+def test_hours_before_the_kept_raw_events_are_a_400_naming_the_first_accepted_start(
+    admin: FlaskClient, db_conn, days: Days
+) -> None:
+    kept_from = days.ago(90)
+    db_conn.execute(
+        "UPDATE activity_raw_retention SET kept_from_date = ? WHERE id = 1", (kept_from.isoformat(),)
+    )
+    response = admin.get(f"{PREFIX}/hours?start_date={days.ago(91)}&end_date={days.yesterday()}")
+    body = assert_error(response, 400, "invalid_parameter")
+    assert body["details"] == {"parameter": "start_date", "earliest_start_date": kept_from.isoformat()}
+    assert f"Raw events before {kept_from} were purged" in body["error"]
+    assert "ACTIVITY_RETENTION_DAYS is 90" in body["error"]
+    assert f"start_date of {kept_from} or later" in body["error"]
+    assert admin.get(f"{PREFIX}/hours?start_date={kept_from}&end_date={days.yesterday()}").status_code == 200
+
+
+def test_viewing_hours_is_audited_with_range_and_measure(admin: FlaskClient, db_conn, days: Days) -> None:
+    admin.get(f"{PREFIX}/hours?start_date={days.ago(7)}&end_date={days.yesterday()}&measure=users")
+    admin.get(f"{PREFIX}/hours?measure=bogus")
+    (row,) = audit_rows(db_conn, "VIEW_ACTIVITY_HOURS")
+    assert row["details"] == {
+        "start": days.ago(7).isoformat(),
+        "end": days.yesterday().isoformat(),
+        "measure": "users",
+    }
+
+
+# --- compare= on /trends ----------------------------------------------------------------------------------
+
+
+def test_trends_compare_with_the_previous_period_shifted_by_whole_weeks_by_default(
+    admin: FlaskClient, db_conn, days: Days
+) -> None:
+    insert_series(db_conn, days.ago(40), [5] * 40)
+    url = f"{PREFIX}/trends?start_date={days.ago(10)}&end_date={days.yesterday()}&metrics=unique_users"
+    data = admin.get(url).get_json()["data"]
+    assert data["compare"] == "previous"
+    summary = data["summary"]["unique_users"]
+    assert "previous_year" not in summary
+    previous = summary["previous_period"]
+    # Ten days round up to two weeks: the same weekdays 14 days earlier.
+    assert (previous["start"], previous["end"], previous["shift_days"]) == (
+        days.ago(24).isoformat(),
+        days.ago(15).isoformat(),
+        14,
+    )
+    assert previous["change_vs_previous_percent"] == 0.0
+    assert admin.get(url + "&compare=previous").get_json()["data"] == data
+
+
+def test_trends_compare_year_compares_the_same_weekdays_364_days_earlier(
+    admin: FlaskClient, db_conn, days: Days
+) -> None:
+    insert_series(db_conn, days.ago(371), [4] * 7)
+    insert_series(db_conn, days.ago(7), [6] * 7)
+    url = f"{PREFIX}/trends?start_date={days.ago(7)}&end_date={days.yesterday()}&metrics=unique_users"
+    data = admin.get(url + "&compare=year").get_json()["data"]
+    assert data["compare"] == "year"
+    summary = data["summary"]["unique_users"]
+    assert "previous_period" not in summary
+    year = summary["previous_year"]
+    assert (year["start"], year["end"], year["shift_days"]) == (
+        days.ago(371).isoformat(),
+        days.ago(365).isoformat(),
+        364,
+    )
+    assert year["average"] == 4.0
+    assert year["change_vs_previous_year_percent"] == 50.0
+
+
+def test_each_comparison_has_its_own_etag(admin: FlaskClient) -> None:
+    default = admin.get(f"{PREFIX}/trends").headers["ETag"]
+    assert admin.get(f"{PREFIX}/trends?compare=previous").headers["ETag"] == default
+    year = admin.get(f"{PREFIX}/trends?compare=year", headers={"If-None-Match": default})
+    assert year.status_code == 200
+    assert year.headers["ETag"] != default
 
 
 # --- audit rows ---------------------------------------------------------------------------------------
@@ -810,6 +1052,7 @@ def test_viewing_trends_is_audited_with_range_metrics_and_hit_or_miss(
     details = rows[0]["details"]
     assert details["start"] == days.ago(5).isoformat() and details["end"] == days.yesterday().isoformat()
     assert details["metrics"] == ["unique_users"]
+    assert details["compare"] == "previous"
     assert rows[0]["user_id"] == auth.user_ids["admin"]
     assert rows[0]["ip_address"] == "127.0.0.1"
 
@@ -840,7 +1083,15 @@ def test_health_reports_every_check(admin: FlaskClient) -> None:
     assert response.status_code == 200
     body = response.get_json()
     assert body["status"] in ("healthy", "degraded")
-    assert set(body["checks"]) == {"database", "cache", "rate_limiter", "scheduler", "performance"}
+    assert set(body["checks"]) == {
+        "database",
+        "freshness",
+        "event_spool",
+        "cache",
+        "rate_limiter",
+        "scheduler",
+        "performance",
+    }
     assert body["checks"]["database"]["status"] in ("ok", "degraded")
     assert body["checks"]["cache"]["backend"] == "memory"
     assert body["checks"]["rate_limiter"] == {

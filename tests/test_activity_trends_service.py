@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from activity_events import add_event, processor, utc
 from activity_monitor.activity_trends_service import (
     METRICS,
     ActivityTrendsService,
@@ -95,16 +96,66 @@ def test_summary_statistics_match_numpy(service, db_conn):
         assert key in summary
 
 
-def test_previous_period_compares_equally_long_period_before_start(service, db_conn):
-    insert_series(db_conn, D(2026, 1, 1), [10] * 10 + [15] * 10)
-    summary = service.get_trends(D(2026, 1, 11), D(2026, 1, 20), ["unique_users"])["summary"]["unique_users"]
+def test_previous_period_is_as_long_as_the_range_and_shifted_by_whole_weeks(service, db_conn):
+    insert_series(db_conn, D(2026, 1, 1), [10] * 14 + [15] * 10)
+    summary = service.get_trends(D(2026, 1, 15), D(2026, 1, 24), ["unique_users"])["summary"]["unique_users"]
+    # 10 days round up to 2 weeks: the previous period is 2026-01-01 … 2026-01-10, same weekdays.
     assert summary["previous_period"] == {
         "start": "2026-01-01",
         "end": "2026-01-10",
+        "shift_days": 14,
+        "days_with_data": 10,
         "average": 10.0,
         "total": 100,
-        "percentage_change": 50.0,
+        "change_vs_previous_percent": 50.0,
     }
+
+
+@pytest.mark.parametrize("days", [1, 6, 7, 8, 30, 31, 90, 365])
+def test_previous_period_lines_up_weekdays_for_any_range_length(service, db_conn, days):
+    end = D(2026, 4, 30)
+    start = end - dt.timedelta(days=days - 1)
+    previous = service.get_trends(start, end, ["unique_users"])["summary"]["unique_users"]["previous_period"]
+    prev_start, prev_end = D.fromisoformat(previous["start"]), D.fromisoformat(previous["end"])
+    assert (prev_end - prev_start).days + 1 == days
+    assert prev_start.weekday() == start.weekday() and prev_end < start
+    assert previous["shift_days"] % 7 == 0 and previous["shift_days"] - 7 < days <= previous["shift_days"]
+
+
+def test_weekly_pattern_compares_as_unchanged_with_the_previous_period(service, db_conn):
+    # Weekends dip; a 30-day range against a position-aligned previous period would put the dips
+    # 2 days off and report a change. Shifted by 35 days, the same weekdays meet: no change.
+    weekly = [100, 100, 100, 100, 100, 20, 20]
+    first = D(2026, 1, 5)  # a Monday
+    insert_series(db_conn, first, [weekly[i % 7] for i in range(120)])
+    previous = service.get_trends(D(2026, 3, 4), D(2026, 4, 2), ["unique_users"])["summary"]["unique_users"][
+        "previous_period"
+    ]
+    assert previous["change_vs_previous_percent"] == 0.0
+
+
+def test_compare_year_shifts_52_weeks(service, db_conn):
+    insert_series(db_conn, D(2025, 1, 1), [10] * 365 + [12] * 120)
+    data = service.get_trends(D(2026, 3, 1), D(2026, 3, 30), ["unique_users"], compare="year")
+    assert data["compare"] == "year"
+    year = data["summary"]["unique_users"]["previous_year"]
+    assert "previous_period" not in data["summary"]["unique_users"]
+    assert year["start"] == "2025-03-02" and year["end"] == "2025-03-31" and year["shift_days"] == 364
+    assert D.fromisoformat(year["start"]).weekday() == D(2026, 3, 1).weekday()
+    assert year["average"] == 10.0 and year["change_vs_previous_year_percent"] == 20.0
+
+
+def test_compare_other_than_previous_or_year_is_refused(service):
+    with pytest.raises(InvalidQuery, match="compare must be previous or year"):
+        service.get_trends(D(2026, 1, 1), D(2026, 1, 2), compare="month")
+
+
+def test_compare_has_its_own_cache_entry(service, db_conn):
+    insert_series(db_conn, D(2025, 1, 1), [10] * 400)
+    previous = service.trends_payload(D(2026, 1, 1), D(2026, 1, 30))
+    year = service.trends_payload(D(2026, 1, 1), D(2026, 1, 30), compare="year")
+    assert not year.cached and previous.key != year.key and previous.etag != year.etag
+    assert b"previous_year" in year.body and b"previous_year" not in previous.body
 
 
 def test_previous_period_before_history_has_no_average(service, db_conn):
@@ -112,7 +163,94 @@ def test_previous_period_before_history_has_no_average(service, db_conn):
     previous = service.get_trends(D(2026, 1, 1), D(2026, 1, 5), ["unique_users"])["summary"]["unique_users"][
         "previous_period"
     ]
-    assert previous["average"] is None and previous["percentage_change"] is None and previous["total"] == 0
+    assert previous["average"] is None and previous["change_vs_previous_percent"] is None
+    assert previous["total"] == 0 and previous["days_with_data"] == 0
+
+
+def test_days_before_tracking_began_are_no_data_not_zero(service, db_conn):
+    insert_series(db_conn, D(2026, 1, 10), [4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24])
+    data = service.get_trends(D(2026, 1, 1), D(2026, 1, 20), ["unique_users"])
+    assert data["tracking_began"] == "2026-01-10"
+    points = data["metrics"]["unique_users"]
+    for point in points[:9]:
+        assert point == {
+            "date": point["date"], "value": None, "7day_avg": None, "30day_avg": None, "no_data": True,
+        }
+    assert [p["value"] for p in points[9:]] == [4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24]
+    assert not any("filled" in p for p in points)
+    summary = data["summary"]["unique_users"]
+    assert summary["tracked_days"] == 11
+    assert summary["average"] == 14.0 and summary["median"] == 14.0 and summary["total"] == 154
+    assert summary["min"] == 4 and summary["trend_slope"] == pytest.approx(2.0)
+    assert summary["trend_analysis"]["direction"] == "increasing"
+
+
+def test_a_year_of_history_in_a_two_year_range_is_not_averaged_with_zeros(service, db_conn):
+    # The install: one year of data, a 730-day range. The year before counted as zeros
+    # halved the average and made a flat series "increasing".
+    rng = np.random.default_rng(11)
+    series = (82 + rng.normal(0, 8, 365)).round().astype(int).tolist()
+    insert_series(db_conn, D(2025, 5, 20), series)
+    summary = service.get_trends(D(2024, 5, 21), D(2026, 5, 19), ["unique_users"])["summary"]["unique_users"]
+    assert summary["tracked_days"] == 365
+    assert summary["average"] == pytest.approx(np.mean(series), abs=0.01)
+    assert summary["median"] == pytest.approx(np.median(series), abs=0.01)
+    assert summary["trend_analysis"]["direction"] == "stable"
+
+
+def test_tracking_began_with_the_first_raw_event_when_it_precedes_the_summaries(service, db_conn):
+    add_event(db_conn, utc("2026-01-05 09:00"), 1)
+    insert_series(db_conn, D(2026, 1, 8), [5, 5, 5])
+    data = service.get_trends(D(2026, 1, 1), D(2026, 1, 10), ["unique_users"])
+    assert data["tracking_began"] == "2026-01-05"
+    points = data["metrics"]["unique_users"]
+    assert [p.get("no_data", False) for p in points] == [True] * 4 + [False] * 6
+    assert [p.get("filled", False) for p in points[4:]] == [True, True, True, False, False, False]
+    assert data["summary"]["unique_users"]["tracked_days"] == 6
+
+
+def test_tracking_began_is_the_first_raw_events_local_day(db_conn, clock):
+    add_event(db_conn, utc("2026-01-04 23:30"), 1)  # 00:30 on 5 January in Berlin
+    assert ActivityTrendsService(db_conn, "UTC").tracking_began() == D(2026, 1, 4)
+    assert ActivityTrendsService(db_conn, "Europe/Berlin").tracking_began() == D(2026, 1, 5)
+
+
+def test_a_range_wholly_before_tracking_began_has_no_statistics(service, db_conn):
+    insert_series(db_conn, D(2026, 2, 1), [5] * 10)
+    payload = service.trends_payload(D(2026, 1, 1), D(2026, 1, 20))
+    data = json.loads(payload.body)
+    summary = data["summary"]["unique_users"]
+    assert summary["tracked_days"] == 0 and summary["anomalies"] == []
+    assert all(p["no_data"] for p in data["metrics"]["unique_users"])
+
+
+def test_an_install_without_any_data_has_only_no_data_days(service):
+    data = service.get_trends(D(2026, 1, 1), D(2026, 1, 3), ["unique_users"])
+    assert data["tracking_began"] is None
+    assert [p["no_data"] for p in data["metrics"]["unique_users"]] == [True, True, True]
+
+
+def test_forecast_of_a_short_range_learns_from_the_history_before_it(service, db_conn):
+    rng = np.random.default_rng(5)
+    weekly = np.array([120, 130, 125, 128, 110, 40, 30])
+    series = (np.tile(weekly, 60)[:400] + rng.normal(0, 5, 400)).round().clip(0).astype(int).tolist()
+    insert_series(db_conn, D(2025, 4, 15), series)
+    end = D(2025, 4, 15) + dt.timedelta(days=399)
+    data = service.get_trends(end - dt.timedelta(days=6), end, ["unique_users"])
+    analysis = data["summary"]["unique_users"]["trend_analysis"]
+    assert analysis["backtest"]["origins"] > 0
+    assert max(point["upper"] for point in analysis["forecast"]) <= 1.5 * max(series)
+
+
+def test_each_day_of_the_range_gives_its_peak_hour(service, db_conn):
+    insert_summary(db_conn, D(2026, 1, 2), value=3)
+    db_conn.execute("UPDATE activity_summary_daily SET peak_hour = 14 WHERE date = '2026-01-02'")
+    data = service.get_trends(D(2026, 1, 1), D(2026, 1, 3), ["unique_users"])
+    assert data["days"] == [
+        {"date": "2026-01-01", "peak_hour": None},
+        {"date": "2026-01-02", "peak_hour": 14},
+        {"date": "2026-01-03", "peak_hour": None},
+    ]
 
 
 @pytest.mark.parametrize(
@@ -191,6 +329,21 @@ def test_export_rows_equal_trend_values(service, db_conn):
     assert [r["date"] for r in rows] == ["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"]
     for metric in ("unique_users", "total_api_calls"):
         assert [r[metric] for r in rows] == values(data, metric)
+    assert [r.get("no_data", False) for r in rows] == [True, False, False, False]
+    assert [r["peak_hour"] for r in rows] == [p["peak_hour"] for p in data["days"]]
+
+
+def test_export_gives_no_values_before_tracking_and_zeros_for_gaps(service, db_conn):
+    insert_summary(db_conn, D(2026, 1, 2), values={"unique_users": 4})
+    insert_summary(db_conn, D(2026, 1, 4), values={"unique_users": 6})
+    db_conn.execute("UPDATE activity_summary_daily SET peak_hour = 9 WHERE date = '2026-01-04'")
+    rows = list(service.iter_daily_values(D(2026, 1, 1), D(2026, 1, 4), ["unique_users"]))
+    assert rows == [
+        {"date": "2026-01-01", "unique_users": None, "peak_hour": None, "no_data": True},
+        {"date": "2026-01-02", "unique_users": 4, "peak_hour": None},
+        {"date": "2026-01-03", "unique_users": 0, "peak_hour": None},
+        {"date": "2026-01-04", "unique_users": 6, "peak_hour": 9},
+    ]
 
 
 def test_warmer_payload_equals_request_payload(db_conn):
@@ -240,14 +393,49 @@ def test_breakdown_adds_up_top_pages_and_roles(service, db_conn):
     )
     data = service.breakdown(D(2026, 1, 1), D(2026, 1, 2))
     assert data["top_pages"] == [{"page": "/b", "count": 7}, {"page": "/a", "count": 3}]
+    # Summaries without their raw events (imported): the daily top lists, flagged as such.
+    assert data["top_pages_exact"] is False and data["top_pages_source"] == "daily_top_lists"
     assert data["users_by_role"]["driver"] == {"average_daily": 5.0, "max_daily": 6}
     assert data["summarized_days"] == 2
+
+
+def test_breakdown_counts_top_pages_and_peak_hour_exactly_while_raw_events_are_kept(service, db_conn):
+    # Day 1: /a 3 views, /b 2, /c 1; day 2: /c 3, /b 1. Each day's top-1 list alone would say /a 3, /c 3.
+    events = {"2026-01-01": {"/a": 3, "/b": 2, "/c": 1}, "2026-01-02": {"/c": 3, "/b": 1}}
+    for day, pages in events.items():
+        for page, count in pages.items():
+            for i in range(count):
+                add_event(db_conn, utc(f"{day} 1{i}:15"), 1, page=page)
+    add_event(db_conn, utc("2026-01-02 10:20"), 1, page="/api/x", action="api_call")
+    processor(db_conn).process_range(D(2026, 1, 1), D(2026, 1, 2))
+    data = service.breakdown(D(2026, 1, 1), D(2026, 1, 2))
+    assert data["top_pages"] == [
+        {"page": "/c", "count": 4},
+        {"page": "/a", "count": 3},
+        {"page": "/b", "count": 3},
+    ]
+    assert data["top_pages_exact"] is True and data["top_pages_source"] == "raw_events"
+    assert data["peak_hour"] == 10 and data["peak_hour_source"] == "raw_events"
+
+
+def test_breakdown_falls_back_to_daily_lists_once_raw_events_are_purged(service, db_conn):
+    insert_summary(db_conn, D(2026, 1, 1), top_pages=[{"page": "/a", "count": 3}])
+    insert_summary(db_conn, D(2026, 1, 2), top_pages=[{"page": "/a", "count": 1}])
+    db_conn.execute("UPDATE activity_summary_daily SET peak_hour = 8")
+    db_conn.execute(
+        "UPDATE activity_raw_retention"
+        " SET kept_from_date = '2026-01-02', kept_from_utc = '2026-01-02 00:00:00'"
+    )
+    data = service.breakdown(D(2026, 1, 1), D(2026, 1, 2))
+    assert data["top_pages"] == [{"page": "/a", "count": 4}] and data["top_pages_exact"] is False
+    assert data["peak_hour"] == 8 and data["peak_hour_source"] == "daily_peaks"
 
 
 def test_breakdown_lists_the_roles_seen_in_the_range_by_name_a_missing_day_counting_zero(service, db_conn):
     insert_summary(db_conn, D(2026, 1, 1), roles={"viewer": 2, "unknown": 1})
     insert_summary(db_conn, D(2026, 1, 2), roles={"fleet-owner": 3})
     insert_summary(db_conn, D(2026, 1, 5), roles={"auditor": 9})  # outside the range
+    insert_summary(db_conn, D(2025, 12, 31))  # tracking began before the range: all 4 days count
     data = service.breakdown(D(2026, 1, 1), D(2026, 1, 4))
     assert data["users_by_role"] == {
         "fleet-owner": {"average_daily": 0.75, "max_daily": 3},

@@ -19,10 +19,12 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from activity_events import add_event
 from activity_monitor import api_tokens
-from activity_monitor.activity_trends_api import BREAKDOWN_PARAMS, EXPORT_PARAMS, TRENDS_PARAMS
-from activity_monitor.activity_trends_service import METRICS
+from activity_monitor.activity_trends_api import BREAKDOWN_PARAMS, EXPORT_PARAMS, HOURS_PARAMS, TRENDS_PARAMS
+from activity_monitor.activity_trends_service import COMPARISONS, METRICS
 from activity_monitor.db import connect
+from activity_monitor.hours import MEASURES
 from activity_monitor.openapi_spec import build_openapi
 from activity_monitor.trends_query import BOOLEANS
 from app import create_app
@@ -38,11 +40,13 @@ ACCEPTED_PARAMETERS = {
     f"{PREFIX}/trends": TRENDS_PARAMS,
     f"{PREFIX}/export": EXPORT_PARAMS,
     f"{PREFIX}/breakdown": BREAKDOWN_PARAMS,
+    f"{PREFIX}/hours": HOURS_PARAMS,
 }
 PROTECTED_OPERATIONS = [
     ("get", f"{PREFIX}/trends"),
     ("get", f"{PREFIX}/export"),
     ("get", f"{PREFIX}/breakdown"),
+    ("get", f"{PREFIX}/hours"),
     ("get", f"{PREFIX}/health"),
     ("get", f"{PREFIX}/cache/stats"),
     ("post", f"{PREFIX}/cache/clear"),
@@ -180,6 +184,10 @@ def test_documented_enums_are_the_accepted_values() -> None:
     assert set(parameters["format"]["schema"]["enum"]) == {"csv", "json"}
     for metric in METRICS:
         assert metric in parameters["metrics"]["description"]
+    trends = {p["name"]: p for p in DOCUMENT["paths"][f"{PREFIX}/trends"]["get"]["parameters"]}
+    assert trends["compare"]["schema"]["enum"] == list(COMPARISONS)
+    hours = {p["name"]: p for p in DOCUMENT["paths"][f"{PREFIX}/hours"]["get"]["parameters"]}
+    assert hours["measure"]["schema"]["enum"] == list(MEASURES)
 
 
 def test_error_responses_reference_the_error_schema() -> None:
@@ -281,6 +289,10 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
                 roles={"admin": rng.randint(0, 3), "manager": rng.randint(0, 5), "driver": 4, "viewer": 1},
                 partial=offset == 0,
             )
+        # Raw events of the last two weeks, for /hours and the exact breakdown.
+        for _ in range(300):
+            moment = FUZZ_CLOCK.now - dt.timedelta(seconds=rng.randint(0, 14 * 86400))
+            add_event(conn, moment, rng.randint(1, 6), page=f"/page/{rng.randint(1, 12)}", role="driver")
     finally:
         conn.close()
     return app
@@ -303,9 +315,14 @@ def admin_headers(fuzz_app: Flask) -> dict[str, str]:
     [
         ("get", f"{PREFIX}/trends", ""),
         ("get", f"{PREFIX}/trends", "metrics=unique_users&cache_bypass=true"),
+        ("get", f"{PREFIX}/trends", "compare=year"),
+        ("get", f"{PREFIX}/trends", f"start_date={FUZZ_TODAY - dt.timedelta(days=400)}"),
         ("get", f"{PREFIX}/export", "format=json"),
         ("get", f"{PREFIX}/export", "format=csv"),
         ("get", f"{PREFIX}/breakdown", ""),
+        ("get", f"{PREFIX}/breakdown", f"start_date={FUZZ_TODAY - dt.timedelta(days=7)}"),
+        ("get", f"{PREFIX}/hours", ""),
+        ("get", f"{PREFIX}/hours", "measure=users"),
         ("get", f"{PREFIX}/health", ""),
         ("get", f"{PREFIX}/cache/stats", ""),
         ("post", f"{PREFIX}/cache/clear", ""),
@@ -348,6 +365,25 @@ def test_rate_limited_answers_validate_against_the_document(make_app) -> None:
     check_response(f"{PREFIX}/breakdown", "get", response)
 
 
+def test_hours_before_the_kept_raw_events_answer_a_documented_400(make_app) -> None:
+    app = make_app()
+    host = host_db.connect(app.config["DATABASE"])
+    user_id = create_user(host, "admin", "x", "admin")
+    host.close()
+    conn = connect(app.config["ACTIVITY_DATABASE"])
+    try:
+        _, token = api_tokens.create_token(conn, user_id, "t")
+        conn.execute("UPDATE activity_raw_retention SET kept_from_date = '2026-05-01' WHERE id = 1")
+    finally:
+        conn.close()
+    response = app.test_client().get(
+        f"{PREFIX}/hours?start_date=2026-04-30", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 400
+    check_response(f"{PREFIX}/hours", "get", response)
+    assert response.get_json()["details"]["earliest_start_date"] == "2026-05-01"
+
+
 def test_unhealthy_answers_validate_against_the_document(make_app, tmp_path) -> None:
     app = make_app()
     host = host_db.connect(app.config["DATABASE"])
@@ -366,7 +402,12 @@ def test_unhealthy_answers_validate_against_the_document(make_app, tmp_path) -> 
 
 # --- fuzzing the range endpoints ----------------------------------------------------------------------
 
-ENDPOINTS = {"trends": TRENDS_PARAMS, "export": EXPORT_PARAMS, "breakdown": BREAKDOWN_PARAMS}
+ENDPOINTS = {
+    "trends": TRENDS_PARAMS,
+    "export": EXPORT_PARAMS,
+    "breakdown": BREAKDOWN_PARAMS,
+    "hours": HOURS_PARAMS,
+}
 JUNK_TEXT = st.text(max_size=12)
 
 
@@ -403,6 +444,12 @@ VALUES = {
     ),
     "format": mostly(
         st.sampled_from(["csv", "json"]), st.one_of(st.sampled_from(["JSON", "xml", "tsv"]), JUNK_TEXT)
+    ),
+    "compare": mostly(
+        st.sampled_from(COMPARISONS), st.one_of(st.sampled_from(["Year", "week", ""]), JUNK_TEXT)
+    ),
+    "measure": mostly(
+        st.sampled_from(MEASURES), st.one_of(st.sampled_from(["Users", "sessions", ""]), JUNK_TEXT)
     ),
 }
 # How often a parameter is left out, given once, or repeated.
@@ -442,6 +489,6 @@ def test_fuzzed_queries_never_fail_and_every_answer_matches_the_document(
         assert "parameter" in response.get_json()["details"]
     elif response.mimetype == "text/csv":
         rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
-        assert rows[0][0] == "date" and set(rows[0][1:]) <= set(METRICS)
+        assert rows[0][0] == "date" and rows[0][-1] == "peak_hour" and set(rows[0][1:-1]) <= set(METRICS)
     elif endpoint != "export":
         assert 1 <= response.get_json()["data"]["period"]["days"] <= 730

@@ -297,9 +297,10 @@
     const { start, end } = state;
     const key = `${start}/${end}`;
     showState("loading");
-    const days = daysBetween(start, end);
-    const previousStart = addDays(start, -days);
-    const previousEnd = addDays(start, -1);
+    // The server's rule for previous_period: the same length, shifted by whole weeks so weekdays line up.
+    const shift = Math.ceil(daysBetween(start, end) / 7) * 7;
+    const previousStart = addDays(start, -shift);
+    const previousEnd = addDays(end, -shift);
     try {
       const [trends, previous, breakdown] = await Promise.all([
         getJson(`${API}/trends?${rangeQuery(start, end)}`),
@@ -351,9 +352,16 @@
 
   // --- rendering -------------------------------------------------------------------------
 
+  function firstPoints(trends) {
+    return trends.metrics[METRICS.find((metric) => trends.metrics[metric])] || [];
+  }
+
   function summarizedDays(trends) {
-    const points = trends.metrics[METRICS.find((metric) => trends.metrics[metric])] || [];
-    return points.filter((point) => !point.filled).length;
+    return firstPoints(trends).filter((point) => !point.filled && !point.no_data).length;
+  }
+
+  function noDataDays(trends) {
+    return firstPoints(trends).filter((point) => point.no_data).length;
   }
 
   function render() {
@@ -373,14 +381,24 @@
     renderCards();
     renderCharts();
     renderBreakdown(loaded.breakdown);
-    const filled = loaded.trends.period.days - summarizedDays(loaded.trends);
+    const untracked = noDataDays(loaded.trends);
+    const filled = loaded.trends.period.days - untracked - summarizedDays(loaded.trends);
+    const notes = [];
+    if (untracked > 0) {
+      notes.push(
+        `${formatNumber(untracked)} days before tracking began (${formatDay(loaded.trends.tracking_began, true)}) ` +
+          "are shaded: they have no data and take part in no figure.",
+      );
+    }
+    if (filled > 0) {
+      notes.push(
+        `${formatNumber(filled)} of ${formatNumber(loaded.trends.period.days)} days have no summary ` +
+          "and are drawn as gaps; the averages and the forecast count them as 0.",
+      );
+    }
     const note = $("am-gaps-note");
-    note.hidden = filled === 0;
-    note.textContent =
-      filled === 0
-        ? ""
-        : `${formatNumber(filled)} of ${formatNumber(loaded.trends.period.days)} days have no summary ` +
-          "and are drawn as gaps; the averages and the forecast count them as 0.";
+    note.hidden = notes.length === 0;
+    note.textContent = notes.join(" ");
   }
 
   function forecastFigure(metric, forecast) {
@@ -412,7 +430,7 @@
       card.append(element("p", "am-card-caption", "average per day"));
 
       const previous = summary.previous_period || {};
-      const change = previous.percentage_change;
+      const change = previous.change_vs_previous_percent;
       const direction = !isNumber(change) ? "none" : change > 0.05 ? "up" : change < -0.05 ? "down" : "flat";
       const arrow = { up: "▲", down: "▼", flat: "▶", none: "" }[direction];
       const changeLine = element("p", `am-change am-change-${direction}`);
@@ -620,6 +638,32 @@
     };
   }
 
+  // Shades the days before tracking began (points with no_data) behind the lines.
+  function noDataShading(points) {
+    const untracked = points.map((point) => Boolean(point.no_data));
+    return {
+      id: "amNoData",
+      beforeDatasetsDraw(chart) {
+        if (!untracked.includes(true)) {
+          return;
+        }
+        const { ctx, chartArea, scales } = chart;
+        const step = untracked.length > 1 ? scales.x.getPixelForValue(1) - scales.x.getPixelForValue(0) : 0;
+        ctx.save();
+        ctx.fillStyle = "rgba(120, 128, 140, 0.16)";
+        untracked.forEach((shaded, index) => {
+          if (shaded) {
+            const x = scales.x.getPixelForValue(index) - step / 2;
+            const left = Math.max(x, chartArea.left);
+            const right = Math.min(x + Math.max(step, 1), chartArea.right);
+            ctx.fillRect(left, chartArea.top, right - left, chartArea.bottom - chartArea.top);
+          }
+        });
+        ctx.restore();
+      },
+    };
+  }
+
   function renderCharts() {
     destroyCharts();
     const container = $("am-charts");
@@ -644,6 +688,7 @@
       container.append(figure);
       charts[metric] = new window.Chart(canvas, {
         type: "line",
+        plugins: [noDataShading(loaded.trends.metrics[metric])],
         data: { labels, datasets: chartDatasets(metric, labels) },
         options: {
           animation: false,
