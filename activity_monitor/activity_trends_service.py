@@ -35,6 +35,21 @@ FORECAST_HISTORY_DAYS = 3 * 365 + 1
 # a year (52 weeks) earlier.
 COMPARISONS = ("previous", "year")
 YEAR_SHIFT_DAYS = 364
+# The figures of a summary that describe the tracked days (null when the range has none).
+STATISTICS = (
+    "average",
+    "median",
+    "std_dev",
+    "min",
+    "max",
+    "total",
+    "peak_date",
+    "change_first_to_last_week_percent",
+    "percentage_change",
+    "trend_slope",
+    "trend_confidence",
+    "p_value",
+)
 
 
 class InvalidQuery(ValueError):
@@ -86,6 +101,23 @@ def comparison_shift(compare: str, days: int) -> int:
     """Return how many days back the comparison period lies: the range's length rounded up to whole
     weeks (so weekdays line up), or 364 days (52 weeks) for the year before."""
     return YEAR_SHIFT_DAYS if compare == "year" else -(-days // 7) * 7
+
+
+def without_data(summary: dict[str, Any]) -> dict[str, Any]:
+    """Return the summary of a range without a tracked day: no statistic at all (null), no trend,
+    no forecast, rather than the zeros an empty series would give."""
+    analysis = summary["trend_analysis"]
+    return {
+        **summary,
+        **dict.fromkeys(STATISTICS),
+        "trend_analysis": {
+            **analysis,
+            **dict.fromkeys(("direction", "confidence", "slope", "strength", "method")),
+            "forecast": [],
+            "backtest": {**dict.fromkeys(analysis["backtest"]), "origins": 0},
+        },
+        "anomalies": [],
+    }
 
 
 def preset_ranges(today: dt.date) -> dict[str, tuple[dt.date, dt.date]]:
@@ -195,24 +227,30 @@ class ActivityTrendsService:
         began = self.tracking_began()
         history = self.load_history(first, end, wanted, began)
         tracked_from = history.tracked_from(start)
-        tracked_dates = date_range(tracked_from, end) if tracked_from <= end else []
+        # Today's running row is drawn but is no day's final figure: the statistics, the forecast
+        # (which then starts with today) and the comparison stop the day before.
+        analysed_end = end
+        while analysed_end >= tracked_from and analysed_end.isoformat() in history.partial:
+            analysed_end -= dt.timedelta(days=1)
+        tracked_dates = date_range(tracked_from, analysed_end) if tracked_from <= analysed_end else []
         # The forecast's history: the last FORECAST_HISTORY_DAYS tracked days, or the whole range if longer.
-        horizon_start = end - dt.timedelta(days=FORECAST_HISTORY_DAYS - 1)
+        horizon_start = analysed_end - dt.timedelta(days=FORECAST_HISTORY_DAYS - 1)
         learn_from = max(history.known_from, min(tracked_from, horizon_start))
         analyses = self.analyzer.analyze_many(
-            history.tracked_values(tracked_from, end),
+            history.tracked_values(tracked_from, analysed_end),
             tracked_dates,
-            history=history.tracked_values(learn_from, end),
+            history=history.tracked_values(learn_from, analysed_end),
         )
         dates = history.completed.dates(history.offset(start))
         metrics_out: dict[str, list[dict[str, Any]]] = {}
         summary_out: dict[str, dict[str, Any]] = {}
         for row, metric in enumerate(wanted):
             metrics_out[metric] = self.points(history, row, start, dates)
-            summary = analyses[row]
+            summary = analyses[row] if tracked_dates else without_data(analyses[row])
             summary["tracked_days"] = len(tracked_dates)
             key = "previous_year" if compare == "year" else "previous_period"
-            summary[key] = self.comparison(history, row, start, end, shift, compare, summary["average"])
+            average = summary["average"]
+            summary[key] = self.comparison(history, row, start, analysed_end, shift, compare, average)
             summary_out[metric] = summary
         return {
             "period": {"start": start.isoformat(), "end": end.isoformat(), "days": days},

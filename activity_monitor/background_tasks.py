@@ -135,9 +135,10 @@ class BackgroundTaskManager:
         return {"yesterday": first.as_dict(), "missing": rest.as_dict(), "cache": self.warm_cache()}
 
     def refresh(self) -> dict[str, Any]:
-        """Replay the event spool, then recompute today's partial row, every dirty day, and every day
-        inside the summarized span that has raw events but no row; report the days written, those
-        whose row changed, and what the replay did.
+        """Replay the event spool, then recompute today's partial row, every earlier row still
+        partial (a day that ended since the last refresh: no late-data trigger watches it), every
+        dirty day, and every day inside the summarized span that has raw events but no row; report
+        the days written, those whose row changed, and what the replay did.
 
         Only a changed row moves the data version (``_store`` compares the columns, not computed_at),
         so a refresh with no new event leaves every cached answer valid.
@@ -151,7 +152,12 @@ class BackgroundTaskManager:
             spool = {"error": f"{type(exc).__name__}: {exc}"}
         with DailySummaryProcessor.from_app(self.app, clock=lambda: now(self.app)) as processor:
             current = processor.today()
-            due = {current, *processor.dirty_days(current), *processor.gap_days()}
+            due = {
+                current,
+                *processor.ended_partial_days(current),
+                *processor.dirty_days(current),
+                *processor.gap_days(),
+            }
             # A row dated after today (a clock set back) cannot be recomputed yet.
             report = processor.process_days(sorted(day for day in due if day <= current))
         return {

@@ -290,6 +290,17 @@ class DailySummaryProcessor:
             )
         ]
 
+    def ended_partial_days(self, current: dt.date) -> list[dt.date]:
+        """Return the days before ``current`` whose row is still partial (written while the day
+        ran), in order: they miss the day's last events, and late data does not mark them dirty."""
+        return [
+            dt.date.fromisoformat(row[0])
+            for row in self.conn.execute(
+                "SELECT date FROM activity_summary_daily WHERE is_partial = 1 AND date < ? ORDER BY date",
+                (current.isoformat(),),
+            )
+        ]
+
     def gap_days(self) -> list[dt.date]:
         """Return the days inside the summarized span (first to last row) that have raw events but
         no row, in order: one query for the stored dates, then index probes only where rows are missing."""

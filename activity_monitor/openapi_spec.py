@@ -178,7 +178,8 @@ SUMMARY = {
         "tracked_days": {
             "type": "integer",
             "minimum": 0,
-            "description": "Days of the range on or after the day tracking began.",
+            "description": "Days of the range on or after the day tracking began, up to the last "
+            "complete one: today's running row is drawn but left out of every figure.",
         },
         "trend_slope": NUMBER_OR_NULL,
         "trend_confidence": NUMBER_OR_NULL,
@@ -191,12 +192,16 @@ SUMMARY = {
             "type": "object",
             "required": ["direction", "confidence", "slope", "strength", "forecast", "method", "backtest"],
             "properties": {
-                "direction": {"enum": ["increasing", "decreasing", "stable"]},
+                "direction": {
+                    "enum": ["increasing", "decreasing", "stable", None],
+                    "description": "null, like every figure of the summary, when the range has no "
+                    "tracked day.",
+                },
                 "confidence": NUMBER_OR_NULL,
                 "slope": NUMBER_OR_NULL,
                 "strength": NUMBER_OR_NULL,
                 "forecast": {"type": "array", "items": FORECAST_POINT},
-                "method": {"type": "string"},
+                "method": {"type": ["string", "null"]},
                 "backtest": {
                     "type": "object",
                     "required": ["mase", "seasonal_naive_mase", "origins"],

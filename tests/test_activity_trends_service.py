@@ -222,6 +222,27 @@ def test_a_range_wholly_before_tracking_began_has_no_statistics(service, db_conn
     summary = data["summary"]["unique_users"]
     assert summary["tracked_days"] == 0 and summary["anomalies"] == []
     assert all(p["no_data"] for p in data["metrics"]["unique_users"])
+    # Not zeros: no average, no trend, no forecast.
+    for key in ("average", "median", "std_dev", "min", "max", "total", "trend_slope", "p_value"):
+        assert summary[key] is None, key
+    analysis = summary["trend_analysis"]
+    assert analysis["direction"] is None and analysis["forecast"] == [] and analysis["method"] is None
+
+
+def test_todays_running_row_is_drawn_but_left_out_of_the_statistics(service, db_conn, clock):
+    today = clock.today()
+    first = today - dt.timedelta(days=59)
+    insert_series(db_conn, first, [100] * 59)
+    insert_summary(db_conn, today, value=8, partial=True)  # 08:00 into the day
+    data = service.get_trends(first, today, ["unique_users"])
+    points = data["metrics"]["unique_users"]
+    assert points[-1] == {**points[-1], "value": 8, "partial": True}
+    summary = data["summary"]["unique_users"]
+    assert summary["tracked_days"] == 59 and summary["average"] == 100.0 and summary["min"] == 100
+    assert summary["anomalies"] == []
+    forecast = summary["trend_analysis"]["forecast"]
+    assert forecast[0]["date"] == today.isoformat()  # the forecast starts with today's full value
+    assert all(point["value"] == 100.0 for point in forecast)
 
 
 def test_an_install_without_any_data_has_only_no_data_days(service):

@@ -136,6 +136,21 @@ def test_a_late_event_changes_a_past_days_answer_after_one_refresh(leader, clock
     assert fresh["data"]["data_version"] > stale["data"]["data_version"]
 
 
+def test_the_first_refresh_after_midnight_completes_yesterdays_partial_row(leader, clock, db_conn):
+    today = clock.today()
+    clock.set(utc(f"{today} 23:50"))
+    add_event(db_conn, utc(f"{today} 23:49"), 101)
+    refresh(leader)
+    add_event(db_conn, utc(f"{today} 23:58"), 102)  # after the day's last refresh; no trigger marks it
+    clock.set(utc(f"{today + dt.timedelta(days=1)} 00:05"))
+
+    result = refresh(leader)
+
+    assert today.isoformat() in result["changed"]
+    answer = point(trends(admin_client(leader.app), today, today), today)
+    assert answer["value"] == 2 and "partial" not in answer
+
+
 def test_a_refresh_without_new_events_leaves_the_data_version_alone(leader, clock, db_conn):
     app = leader.app
     add_event(db_conn, clock.now - dt.timedelta(hours=1), 101)
