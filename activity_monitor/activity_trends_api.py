@@ -139,6 +139,11 @@ def record_audit(action: str, details: dict[str, Any]) -> None:
         )
 
 
+def json_data(body: bytes) -> Response:
+    """Answer a serialized ``data`` object in the API's success shape."""
+    return Response(b'{"success":true,"data":' + body + b"}", mimetype="application/json")
+
+
 def etag_matches(etag: str) -> bool:
     """Tell whether If-None-Match names this ETag (or *)."""
     return request.if_none_match.contains(etag) or request.if_none_match.star_tag
@@ -277,7 +282,9 @@ def breakdown() -> Response:
     reject_unknown_parameters(BREAKDOWN_PARAMS)
     start, end = parse_range()
     record_audit("VIEW_ACTIVITY_BREAKDOWN", {"start": start.isoformat(), "end": end.isoformat()})
-    return jsonify({"success": True, "data": trends_service().breakdown(start, end)})
+    service = trends_service()
+    body = service.cached_answer("breakdown", (start, end), lambda: service.breakdown(start, end))
+    return json_data(body)
 
 
 @bp.get("/hours", endpoint="hours")
@@ -287,12 +294,18 @@ def hours_by_weekday() -> Response:
     reject_unknown_parameters(HOURS_PARAMS)
     start, end = parse_range()
     measure = parse_measure(single_arg("measure"))
-    report = hours.hours_report(get_db(), current_app.config["ACTIVITY_TIMEZONE"], start, end, measure)
+    service = trends_service()
+
+    def answer() -> dict[str, Any]:
+        report = hours.hours_report(service.conn, service.tz_name, start, end, measure)
+        period = {"start": start.isoformat(), "end": end.isoformat(), "days": (end - start).days + 1}
+        return {"period": period, **report}
+
+    body = service.cached_answer("hours", (start, end, measure), answer)
     record_audit(
         "VIEW_ACTIVITY_HOURS", {"start": start.isoformat(), "end": end.isoformat(), "measure": measure}
     )
-    period = {"start": start.isoformat(), "end": end.isoformat(), "days": (end - start).days + 1}
-    return jsonify({"success": True, "data": {"period": period, **report}})
+    return json_data(body)
 
 
 @bp.get("/health")

@@ -192,6 +192,25 @@ class ActivityTrendsService:
             self.cache.set(key, body, self.cache_ttl)
         return TrendsPayload(key, body, False, version)
 
+    def cached_answer(self, name: str, parts: Sequence[object], compute: Callable[[], Any]) -> bytes:
+        """Return the serialized answer of ``compute`` for a named endpoint and its parameters,
+        from the cache while the data version is unchanged.
+
+        Breakdowns and hours read raw events, which the data version does not follow event by
+        event; it moves whenever a refresh or a summary run changes a day, so an answer is at most
+        one refresh behind, like the trends' today.
+        """
+        version = read_data_version(self.conn)
+        key = f"{name}:v{version}:{self.tz_name}:" + ":".join(str(part) for part in parts)
+        if self.cache is not None:
+            body = self.cache.get(key)
+            if body is not None:
+                return body
+        body = dumps(compute())
+        if self.cache is not None:
+            self.cache.set(key, body, self.cache_ttl)
+        return body
+
     # --- trends ------------------------------------------------------------
 
     def check_range(self, start: dt.date, end: dt.date) -> None:

@@ -923,6 +923,22 @@ def test_hours_count_events_per_local_weekday_and_hour(berlin: FlaskClient, db_c
     }
 
 
+def test_hours_and_breakdown_are_cached_until_the_summaries_change(berlin: FlaskClient, db_conn) -> None:
+    add_event(db_conn, local("2026-05-12 14:10", "Europe/Berlin"), 1, page="/devices")
+    hours_url = f"{PREFIX}/hours?start_date=2026-05-11&end_date=2026-05-17"
+    breakdown_url = f"{PREFIX}/breakdown?start_date=2026-05-11&end_date=2026-05-17"
+    assert berlin.get(hours_url).get_json()["data"]["by_weekday"][1] == 1
+    assert berlin.get(breakdown_url).get_json()["data"]["top_pages"] == [{"page": "/devices", "count": 1}]
+    add_event(db_conn, local("2026-05-12 15:10", "Europe/Berlin"), 1, page="/devices")
+    # The same answers until the data version moves (a refresh or summary run changing a day).
+    assert berlin.get(hours_url).get_json()["data"]["by_weekday"][1] == 1
+    assert berlin.get(breakdown_url).get_json()["data"]["top_pages"] == [{"page": "/devices", "count": 1}]
+    bump_data_version(db_conn)
+    assert berlin.get(hours_url).get_json()["data"]["by_weekday"][1] == 2
+    assert berlin.get(breakdown_url).get_json()["data"]["top_pages"] == [{"page": "/devices", "count": 2}]
+    assert berlin.get(f"{hours_url}&measure=users").get_json()["data"]["by_weekday"][1] == 1
+
+
 def test_hours_count_each_user_once_per_cell_with_measure_users(berlin: FlaskClient, db_conn) -> None:
     add_event(db_conn, local("2026-05-19 14:10", "Europe/Berlin"), 1)
     add_event(db_conn, local("2026-05-19 14:50", "Europe/Berlin"), 1)
@@ -1180,7 +1196,7 @@ def test_server_errors_count_in_the_error_rate(
         raise RuntimeError("boom")
 
     monkeypatch.setattr("activity_monitor.activity_trends_service.ActivityTrendsService.breakdown", explode)
-    client.get(f"{PREFIX}/breakdown", headers=bearer)
+    client.get(f"{PREFIX}/breakdown?start_date=2026-05-01&end_date=2026-05-02", headers=bearer)  # not cached
     performance = client.get(f"{PREFIX}/health", headers=bearer).get_json()["checks"]["performance"]
     assert performance["breakdown"]["count"] == 2
     assert performance["breakdown"]["error_rate"] == 0.5
