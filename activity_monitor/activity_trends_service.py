@@ -17,10 +17,15 @@ import numpy as np
 import orjson
 
 from activity_monitor import hours
-from activity_monitor.daily_summaries import METRIC_COLUMNS, read_data_version
+from activity_monitor.daily_summaries import (
+    METRIC_COLUMNS,
+    first_event_day,
+    first_summary_day,
+    read_data_version,
+)
 from activity_monitor.data_completion import CompletedDays, complete_days
 from activity_monitor.storage import Connection
-from activity_monitor.timeutil import date_range, parse_db_timestamp, utc_now, zone
+from activity_monitor.timeutil import date_range, utc_now
 from activity_monitor.trend_analysis import TrendAnalyzer
 
 # Column names from requests are only ever these (the SQL whitelist).
@@ -287,15 +292,13 @@ class ActivityTrendsService:
 
     def first_event_day(self) -> dt.date | None:
         """Return the local day of the oldest raw event, or None when there is none."""
-        oldest = self.conn.execute("SELECT MIN(timestamp) FROM user_activity_log").fetchone()[0]
-        return parse_db_timestamp(oldest).astimezone(zone(self.tz_name)).date() if oldest else None
+        return first_event_day(self.conn, self.tz_name)
 
     def tracking_began(self) -> dt.date | None:
         """Return the local day tracking began: the earlier of the first raw event's day and the first
         summary row (summaries may be imported, or outlive their purged events); None before either."""
-        first_row = self.conn.execute("SELECT MIN(date) FROM activity_summary_daily").fetchone()[0]
-        first_summary = dt.date.fromisoformat(first_row) if first_row else None
-        candidates = [day for day in (self.first_event_day(), first_summary) if day is not None]
+        days = (self.first_event_day(), first_summary_day(self.conn))
+        candidates = [day for day in days if day is not None]
         return min(candidates) if candidates else None
 
     def load_history(

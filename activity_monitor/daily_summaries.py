@@ -106,6 +106,24 @@ class RawDataPurgedError(ValueError):
     """Raised when asked to summarize a day whose raw events the retention purge deleted."""
 
 
+def raw_kept_from(conn: Connection) -> dt.date | None:
+    """Return the first day whose raw events are all kept, or None when none was ever purged."""
+    row = conn.execute("SELECT kept_from_date FROM activity_raw_retention WHERE id = 1").fetchone()
+    return dt.date.fromisoformat(row[0]) if row and row[0] else None
+
+
+def first_event_day(conn: Connection, tz_name: str) -> dt.date | None:
+    """Return the local day of the oldest raw event, or None when there is none."""
+    oldest = conn.execute("SELECT MIN(timestamp) FROM user_activity_log").fetchone()[0]
+    return parse_db_timestamp(oldest).astimezone(zone(tz_name)).date() if oldest else None
+
+
+def first_summary_day(conn: Connection) -> dt.date | None:
+    """Return the day of the oldest summary row, or None when there is none."""
+    first = conn.execute("SELECT MIN(date) FROM activity_summary_daily").fetchone()[0]
+    return dt.date.fromisoformat(first) if first else None
+
+
 def read_data_version(conn: Connection) -> int:
     """Return the current data version of the summaries (0 before any change)."""
     row = conn.execute("SELECT version FROM activity_data_version WHERE id = 1").fetchone()
@@ -236,13 +254,11 @@ class DailySummaryProcessor:
 
     def kept_from_date(self) -> dt.date | None:
         """Return the first day whose raw events are all kept, or None before any purge."""
-        row = self.conn.execute("SELECT kept_from_date FROM activity_raw_retention WHERE id = 1").fetchone()
-        return dt.date.fromisoformat(row[0]) if row and row[0] else None
+        return raw_kept_from(self.conn)
 
     def first_activity_day(self) -> dt.date | None:
         """Return the local day of the oldest raw event, or None when there is none."""
-        oldest = self.conn.execute("SELECT MIN(timestamp) FROM user_activity_log").fetchone()[0]
-        return parse_db_timestamp(oldest).astimezone(self.tz).date() if oldest else None
+        return first_event_day(self.conn, self.tz_name)
 
     def missing_days(self, include_today: bool = False) -> list[dt.date]:
         """Return the days to (re)compute: completed days from the first with activity that have

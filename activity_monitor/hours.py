@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from activity_monitor.daily_summaries import raw_kept_from
 from activity_monitor.storage import Connection
 from activity_monitor.summary_metrics import utc_offset_segments
 from activity_monitor.timeutil import BOUND_FORMAT, date_range, local_day_bounds, to_db_timestamp, zone
@@ -32,12 +33,6 @@ class RawEventsPurged(ValueError):
     def __init__(self, kept_from: dt.date):
         super().__init__(f"Raw events before {kept_from} were purged.")
         self.kept_from = kept_from
-
-
-def raw_kept_from(conn: Connection) -> dt.date | None:
-    """Return the first day whose raw events are all kept, or None when none was ever purged."""
-    row = conn.execute("SELECT kept_from_date FROM activity_raw_retention WHERE id = 1").fetchone()
-    return dt.date.fromisoformat(row[0]) if row and row[0] else None
 
 
 def raw_events_cover(conn: Connection, start: dt.date) -> bool:

@@ -13,6 +13,7 @@ import pytest
 
 from activity_events import add_event, local, utc
 from activity_monitor import hours
+from activity_monitor.daily_summaries import raw_kept_from
 from activity_monitor.hours import WEEKDAYS, RawEventsPurged
 from activity_monitor.summary_metrics import utc_offset_segments
 from activity_monitor.timeutil import local_day_bounds, to_db_timestamp
@@ -332,13 +333,13 @@ def purge_before(conn, day: dt.date) -> None:
 
 
 def test_raw_events_cover_every_range_before_any_purge(db_conn) -> None:
-    assert hours.raw_kept_from(db_conn) is None
+    assert raw_kept_from(db_conn) is None
     assert hours.raw_events_cover(db_conn, D(1970, 1, 1))
 
 
 def test_raw_events_cover_ranges_from_the_kept_from_day_only(db_conn) -> None:
     purge_before(db_conn, D(2026, 2, 19))
-    assert hours.raw_kept_from(db_conn) == D(2026, 2, 19)
+    assert raw_kept_from(db_conn) == D(2026, 2, 19)
     assert hours.raw_events_cover(db_conn, D(2026, 2, 19))
     assert hours.raw_events_cover(db_conn, D(2026, 3, 1))
     assert not hours.raw_events_cover(db_conn, D(2026, 2, 18))
