@@ -8,7 +8,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from activity_monitor import api_tokens, db
+from activity_monitor import api_tokens, db, event_spool
 from activity_monitor.activity_trends_service import ActivityTrendsService
 from activity_monitor.daily_summaries import DailySummaryProcessor, ProcessingReport, RawDataPurgedError
 from activity_monitor.db import open_db
@@ -138,6 +138,29 @@ def trends_command(start: str | None, end: str | None, metrics: str | None) -> N
     finally:
         conn.close()
     click.echo(payload.body.decode())
+
+
+@activity_cli.command("replay-spool")
+def replay_spool_command() -> None:
+    """Replay the spool files of ended processes (any host's) into the database; exit 1 when rows remain."""
+    folder = event_spool.get_spool(current_app).folder
+    try:
+        result = event_spool.replay_pending(current_app)
+    except OSError as exc:
+        raise click.ClickException(f"The spool folder {folder} could not be read: {exc}.") from exc
+    if result["error"] is not None:
+        click.echo(
+            f"The database did not take the spooled rows ({result['error']}); they wait in {folder} "
+            f"after {result['replayed']} row(s) were written. Run it again once the database takes writes.",
+            err=True,
+        )
+        raise click.exceptions.Exit(1)
+    click.echo(
+        f"Replayed {result['replayed']} row(s) from {result['files_replayed']} spool file(s) of ended "
+        f"processes in {folder} ({result['duplicates']} written before, {result['torn']} torn line(s) "
+        f"and {result['rejected']} rejected row(s) skipped); {result['files_of_live_processes']} "
+        "file(s) belong to running processes, which replay their own."
+    )
 
 
 activity_cli.add_command(db.migrate_command)

@@ -77,6 +77,9 @@ def database_check(conn: Connection, current_day: dt.date, app: Flask | None = N
         return {"status": "unhealthy", "writable": False, "error": f"The database did not answer: {exc}."}
     latency_ms = round((time.perf_counter() - started) * 1000, 2)
     write_problem = write_probe(conn)
+    if write_problem is None and app is not None:
+        # Health recovers with the database, not only with the next tracked write or replay.
+        event_spool.confirm_writes(app, conn, HEALTH_WRITE_TIMEOUT_MS)
     failure = event_spool.current_failure(app) if app is not None else None
     if write_problem is None and failure is not None:
         waited = " waiting for a lock" if failure.lock_timeout else ""
@@ -147,8 +150,9 @@ def freshness_check(app: Flask, conn: Connection) -> dict[str, Any]:
             today_row = conn.execute(
                 "SELECT computed_at FROM activity_summary_daily WHERE date = ?", (current_day.isoformat(),)
             ).fetchone()
-            dirty_count, oldest_dirty, first_marked = conn.execute(
-                "SELECT COUNT(*), MIN(date), MIN(marked_at) FROM activity_dirty_days"
+            dirty_count, oldest_dirty, first_marked, database_now = conn.execute(
+                f"SELECT COUNT(*), MIN(date), MIN(marked_at), {conn.storage.current_time_text()}"
+                " FROM activity_dirty_days"
             ).fetchone()
             gaps = processor.gap_days()
     except DatabaseError as exc:
@@ -162,8 +166,13 @@ def freshness_check(app: Flask, conn: Connection) -> dict[str, Any]:
         today_stale = since_midnight > stale_after
     else:
         today_stale = age is None or age > stale_after
-    # marked_at is written by the database's own clock (the late-data triggers), not the app's.
-    longest_wait = seconds_between(parse_db_timestamp(first_marked), current) if first_marked else None
+    # marked_at is stamped by the database's own clock (the late-data triggers), so the wait is
+    # measured on that clock too: the app's may be another machine's, or a test's.
+    longest_wait = (
+        seconds_between(parse_db_timestamp(first_marked), parse_db_timestamp(database_now))
+        if first_marked
+        else None
+    )
     reasons = []
     if expected and today_stale:
         reasons.append(

@@ -6,7 +6,8 @@ the queue fills. It goes through the request's connection (db.get_db): on SQLite
 the serving thread's long-lived one, where the insert stays compiled; on PostgreSQL
 one borrowed from the process's pool, where the server keeps the prepared insert.
 
-The insert waits at most ACTIVITY_TRACKING_WRITE_TIMEOUT_MS for the database; an
+The insert waits at most ACTIVITY_TRACKING_WRITE_TIMEOUT_MS for the database (for a pooled
+connection, then for its lock); an
 event it does not take (locked, full, read-only, gone) goes to the event spool
 (event_spool.py) and is replayed from there, so it is neither lost nor holds the request.
 """
@@ -20,6 +21,7 @@ from flask import Flask, Response, current_app, g, request
 
 from activity_monitor import event_spool
 from activity_monitor.db import get_db
+from activity_monitor.event_import import EVENT_COLUMNS
 from activity_monitor.extension import now
 from activity_monitor.identity import current_identity
 from activity_monitor.storage import Connection, DatabaseError
@@ -27,18 +29,6 @@ from activity_monitor.timeutil import to_db_timestamp
 
 log = logging.getLogger(__name__)
 
-EVENT_COLUMNS = (
-    "session_id",
-    "user_id",
-    "role",
-    "timestamp",
-    "page_url",
-    "action_type",
-    "status_code",
-    "duration_ms",
-    "ip_address",
-    "user_agent",
-)
 INSERT_EVENT = f"""
 INSERT INTO user_activity_log ({", ".join(EVENT_COLUMNS)})
 VALUES ({", ".join("?" * len(EVENT_COLUMNS))})
@@ -88,11 +78,12 @@ def is_tracked(path: str) -> bool:
 def record_event(event: tuple) -> None:
     """Insert one event, waiting at most ACTIVITY_TRACKING_WRITE_TIMEOUT_MS for the database; an
     event it does not take goes to the spool."""
+    timeout_ms = current_app.config["ACTIVITY_TRACKING_WRITE_TIMEOUT_MS"]
     try:
-        conn = get_db()
-        conn.storage.insert_bounded(
-            conn, INSERT_EVENT, event, current_app.config["ACTIVITY_TRACKING_WRITE_TIMEOUT_MS"]
-        )
+        # The bound covers taking the connection too: a PostgreSQL pool that is exhausted, or
+        # cannot reach its server, would otherwise hold the request for its own 10 s.
+        conn = get_db(timeout_ms)
+        conn.storage.insert_bounded(conn, INSERT_EVENT, event, timeout_ms)
     except DatabaseError as exc:
         # The connection stays: bounded_write ended its transaction, a locked or full database
         # does not break it, and a vanished SQLite file or a closed PostgreSQL connection is

@@ -36,10 +36,11 @@ def connect(database: str) -> Connection:
     return open_storage(database).direct_connection()
 
 
-def get_db() -> Connection:
-    """Return the connection a request reads and writes the monitor's database through."""
+def get_db(timeout_ms: int | None = None) -> Connection:
+    """Return the connection a request reads and writes the monitor's database through, waiting at
+    most ``timeout_ms`` for one where it comes from a pool (None: the backend's own timeout)."""
     g.activity_db_used = True
-    return get_state().storage.request_connection()
+    return get_state().storage.request_connection(timeout_ms)
 
 
 def open_db(app: Flask | None = None) -> Connection:

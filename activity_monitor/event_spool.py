@@ -9,12 +9,18 @@ within FSYNC_SECONDS (at once past FSYNC_EVERY lines), and again before a replay
 The process holds an exclusive flock on its file while it lives: another process that can take
 the lock knows the owner is dead and the file is its to replay.
 
+A file is created under a hidden name (a leading ".") that replays ignore, locked, and only then
+renamed into place, so no replay can take a new file for a dead one in between.
+
 A replay inserts the rows in file order, each with its key in the table's ``spool_key`` column
 (unique where set) and ``ON CONFLICT DO NOTHING``, so a row replayed twice (a crash between the
-commit and the file's truncation) lands once. The process's next successful write wakes the
-thread to replay its own file, and the thread also retries on its own while rows wait;
-:func:`replay_pending` (the leader's refresh job) also replays the files of dead processes of
-this host. When the spool file cannot be written either (the same
+commit and the file's truncation) lands once. Every replay takes, besides the process's own rows,
+the files of the folder whose lock is free (their process is gone), whichever host wrote them:
+a container comes back under a new host name, so the lock, not the name, tells a dead file.
+The process's next successful write wakes the thread to replay (also the first one after
+start-up when files of other processes wait), and the thread retries on its own while rows wait;
+:func:`replay_pending` (the leader's refresh job, ``flask activity replay-spool``) does the same
+at once. When the spool file cannot be written either (the same
 full disk), rows wait in memory up to ACTIVITY_SPOOL_MEMORY_LIMIT; past it each is dropped,
 counted and logged whole. The counters are this process's, like the response times in /health.
 """
@@ -47,6 +53,8 @@ log = logging.getLogger(__name__)
 STATE_KEY = "event_spool"
 KINDS = ("event", "audit")
 SUFFIX = ".jsonl"
+# A file being created: ignored by replays until it is locked and renamed into place.
+HIDDEN_PREFIX = "."
 # Unsynced lines that make the thread fsync at once rather than within FSYNC_SECONDS.
 FSYNC_EVERY = 64
 FSYNC_SECONDS = 0.2
@@ -126,6 +134,11 @@ def runs_of_kind(entries: list[SpoolEntry]) -> Iterator[list[SpoolEntry]]:
         yield run
 
 
+def is_spool_file(name: str) -> bool:
+    """Tell whether a name in the spool folder is a process's spool file (not one being created)."""
+    return name.endswith(SUFFIX) and not name.startswith(HIDDEN_PREFIX)
+
+
 class EventSpool:
     """The spool of one app in this process (see the module's docstring)."""
 
@@ -158,6 +171,8 @@ class EventSpool:
         self.worker: threading.Thread | None = None
         self.replay_wanted = False
         self.failure: Failure | None = None
+        # Files of other processes with rows in them: the first successful write replays them.
+        self.dead_files_waiting = self.files_waiting(others_only=True) > 0
         self.last_error: str | None = None
         self.last_failure_at: str | None = None
         self.last_spool_error: str | None = None
@@ -265,9 +280,14 @@ class EventSpool:
         """Create this process's file and take its lock (held until the process ends)."""
         os.makedirs(self.folder, exist_ok=True)
         path = os.path.join(self.folder, self.file_id + SUFFIX)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        # Created under its spool name, the file would be free for a moment before the flock: a
+        # replay of dead files could take it then, find it empty and unlink it, and this process
+        # would append to a file no name leads to. The hidden name keeps replays off it until then.
+        hidden = os.path.join(self.folder, HIDDEN_PREFIX + self.file_id + SUFFIX)
+        fd = os.open(hidden, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(hidden, path)
             # The new name must outlive a power cut too, not only the line in it.
             folder_fd = os.open(self.folder, os.O_RDONLY)
             try:
@@ -276,6 +296,8 @@ class EventSpool:
                 os.close(folder_fd)
         except OSError:
             os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(hidden)
             raise
         self.fd, self.path, self.size, self.replayed_to = fd, path, 0, 0
         if not self.exit_hook_registered:
@@ -345,24 +367,79 @@ class EventSpool:
 
     def note_written(self) -> None:
         """Hear that the database took a write: writes work again, so replay what waits (on the thread)."""
-        if self.failure is None and not self.pending_in_file and not self.memory:
-            return  # the usual case, two attribute reads
+        if (
+            self.failure is None
+            and not self.pending_in_file
+            and not self.memory
+            and not self.dead_files_waiting
+        ):
+            return  # the usual case, four attribute reads
         self.check_process()
         with self.lock:
             recovered = self.failure is not None
             self.failure = None
-            if self.pending:
+            if self.pending or self.dead_files_waiting:
                 self.replay_wanted = True
                 self.start_worker_locked()
         if recovered:
             log.warning("The database takes writes again; %d spooled rows are replayed.", self.pending)
         self.wakeup.set()
 
+    def confirm_writes(self, conn: Connection, timeout_ms: int) -> None:
+        """Hear that another write (health's probe) committed over ``conn``: while writes are
+        failing, write the first waiting row over it, waiting at most ``timeout_ms``; when it goes
+        in, writes work again (the failure clears and the replay takes the rest). The probe's own
+        commit proves too little: a SQLite file at its page limit still updates the probe's row in
+        place while every insert fails."""
+        self.check_process()
+        if self.failure is None:
+            return
+        if not self.replay_lock.acquire(blocking=False):
+            return  # a replay is running; its first commit, or its failure, settles it
+        try:
+            entry = self.first_waiting()
+            if entry is None:
+                if self.pending:
+                    return  # its line is torn or long: the replay deals with it
+                self.note_written()  # the rows it failed on were dropped: the probe is all there is
+                return
+            try:
+                with conn.storage.bounded_write(conn, timeout_ms):
+                    inserted = write_one(conn, entry)
+            except ROW_REJECTED + DatabaseError:
+                return  # still failing, or a row only the replay can skip: the failure stands
+            self.counts["replayed"] += inserted
+            self.counts["duplicates"] += 1 - inserted
+            self.replayed_own([entry])
+        finally:
+            with self.lock:
+                self.memory_replaying = False
+            self.replay_lock.release()
+        self.note_written()
+
+    def first_waiting(self) -> SpoolEntry | None:
+        """Return the first row of this process not yet written (None when there is none, or its
+        line is torn or longer than a read); a row in memory stays there (no flush) until it is
+        marked written. Called holding replay_lock."""
+        with self.lock:
+            self.flush_memory_locked()
+            if self.pending_in_file and self.fd is not None and self.size > self.replayed_to:
+                try:
+                    chunk = os.pread(self.fd, min(self.size - self.replayed_to, 64 * 1024), self.replayed_to)
+                except OSError:
+                    return None  # the replay reads it again, and reports what fails
+                entries, torn = parse_lines(chunk[: chunk.find(b"\n") + 1], self.replayed_to)
+                return entries[0] if entries and not torn else None
+            if self.memory:
+                self.memory_replaying = True
+                return self.memory[0]
+        return None
+
     def replay_logged(self) -> None:
         """Replay this process's rows; a failure is logged (the rows wait for the next try)."""
         try:
             with self.app.app_context():
-                result = self.replay(include_dead=False)
+                result = self.replay()
         except Exception:
             log.exception("Replaying the spool %s failed; its rows wait for the next try.", self.folder)
             return
@@ -376,9 +453,9 @@ class EventSpool:
 
     # --- replay --------------------------------------------------------------------------------
 
-    def replay(self, include_dead: bool) -> dict[str, Any]:
-        """Replay this process's rows (and, with ``include_dead``, the files of dead processes of
-        this host) into the database; return what was done."""
+    def replay(self) -> dict[str, Any]:
+        """Replay this process's rows, then the files of dead processes in the folder, into the
+        database; return what was done."""
         from activity_monitor.db import open_db
 
         self.check_process()
@@ -389,10 +466,11 @@ class EventSpool:
             try:
                 conn = open_db(self.app)
                 self.replay_own(conn)
-                if include_dead:
-                    self.replay_dead_files(conn, result)
+                self.replay_dead_files(conn, result)
             except DatabaseError as exc:
                 result["error"] = str(exc)
+                # Rows of dead files may be left: the next successful write tries them again.
+                self.dead_files_waiting = self.files_waiting(others_only=True) > 0
             finally:
                 if conn is not None:
                     conn.close()
@@ -443,15 +521,18 @@ class EventSpool:
                     self.pending_in_file = max(0, self.pending_in_file - 1)
 
     def replay_dead_files(self, conn: Connection, result: dict[str, Any]) -> None:
-        """Replay, then remove, every file of this host whose process is gone (its lock is free)."""
+        """Replay, then remove, every file of the folder whose process is gone (its lock is free),
+        whichever host wrote it: a host name tells nothing once a container restarts under a new
+        one (a folder several hosts share must be on a filesystem whose locks they all see, as
+        NFSv4's are)."""
+        self.dead_files_waiting = False
         try:
             names = sorted(os.listdir(self.folder))
         except OSError:  # no folder yet, or none can be made: no file to replay
             return
         for name in names:
             path = os.path.join(self.folder, name)
-            # Another host's files, in a folder two hosts share, are that host's to judge.
-            if not name.endswith(SUFFIX) or path == self.path or not name.startswith(self.host + "-"):
+            if not is_spool_file(name) or path == self.path:
                 continue
             try:
                 fd = os.open(path, os.O_RDWR)
@@ -463,6 +544,8 @@ class EventSpool:
                 except BlockingIOError:
                     result["files_of_live_processes"] += 1
                     continue
+                if not same_file(path, fd):
+                    continue  # another replay took it and removed it after this one opened it
                 size = os.fstat(fd).st_size
                 entries, torn = parse_lines(os.pread(fd, size, 0) if size else b"")
                 self.counts["torn"] += torn
@@ -509,11 +592,18 @@ class EventSpool:
 
     # --- what health shows -----------------------------------------------------------------
 
-    def files_waiting(self) -> int:
-        """Count the spool files of this install with rows in them (any process's)."""
+    def files_waiting(self, others_only: bool = False) -> int:
+        """Count the spool files of this install with rows in them (any process's, or with
+        ``others_only`` those of other processes)."""
         try:
             with os.scandir(self.folder) as found:
-                return sum(1 for item in found if item.name.endswith(SUFFIX) and item.stat().st_size > 0)
+                return sum(
+                    1
+                    for item in found
+                    if is_spool_file(item.name)
+                    and not (others_only and item.path == self.path)
+                    and item.stat().st_size > 0
+                )
         except OSError:
             return 0
 
@@ -580,13 +670,33 @@ class EventSpool:
             os.close(fd)
 
 
+def same_file(path: str, fd: int) -> bool:
+    """Tell whether the path still names the file open at ``fd``."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (found.st_dev, found.st_ino) == (held.st_dev, held.st_ino)
+
+
+def write_one(conn: Connection, entry: SpoolEntry) -> int:
+    """Insert one spooled row through its table's owner, in the caller's transaction if any;
+    return 1 when it was new, else 0."""
+    from activity_monitor import activity_tracker, audit
+
+    if entry.kind == "audit":
+        return audit.write_spooled(conn, entry.key, entry.row)
+    return activity_tracker.write_spooled(conn, [(entry.key, entry.row)])
+
+
 def write_run(conn: Connection, run: list[SpoolEntry]) -> int:
     """Insert a run of one kind through its table's owner; return how many rows were new."""
-    from activity_monitor import activity_tracker, audit
+    from activity_monitor import activity_tracker
     from activity_monitor.db import transaction
 
     if run[0].kind == "audit":
-        return audit.write_spooled(conn, run[0].key, run[0].row)
+        return write_one(conn, run[0])
     # Not immediate: on PostgreSQL that would lock out the tracker's own inserts meanwhile.
     with transaction(conn, immediate=False):
         return activity_tracker.write_spooled(conn, [(entry.key, entry.row) for entry in run])
@@ -615,13 +725,18 @@ def current_failure(app: Flask) -> Failure | None:
     return get_spool(app).failure
 
 
+def confirm_writes(app: Flask, conn: Connection, timeout_ms: int) -> None:
+    """Hear that a probe write committed over ``conn`` (see EventSpool.confirm_writes)."""
+    get_spool(app).confirm_writes(conn, timeout_ms)
+
+
 def replay_pending(app: Flask) -> dict[str, Any]:
-    """Replay this process's spooled rows and the spool files of dead processes of this host into
-    the database (the leader's refresh job calls it); return the counts of what was done:
-    replayed, duplicates, torn, rejected, files_replayed, files_of_live_processes, pending and
-    error (None, or why the database refused)."""
+    """Replay this process's spooled rows and the spool files of dead processes into the database
+    (the leader's refresh job and ``flask activity replay-spool`` call it); return the counts of
+    what was done: replayed, duplicates, torn, rejected, files_replayed, files_of_live_processes,
+    pending and error (None, or why the database refused)."""
     with app.app_context():
-        return get_spool(app).replay(include_dead=True)
+        return get_spool(app).replay()
 
 
 def health(app: Flask) -> dict[str, Any]:

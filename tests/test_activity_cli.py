@@ -1,8 +1,9 @@
-"""The ``flask activity summarize | backfill | purge | trends`` commands, on the app's clock."""
+"""The ``flask activity`` summarize, backfill, purge, trends and replay-spool commands, on the app's clock."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +151,44 @@ def test_trends_refuses_bad_input_with_the_api_rules(runner, today):
     assert unknown.exit_code == 2 and "valid metrics are" in unknown.output
     bad_day = runner.invoke(args=["activity", "trends", "--from", "2026-02-30"])
     assert bad_day.exit_code == 2 and "YYYY-MM-DD" in bad_day.output
+
+
+def spool_folder(app):
+    from activity_monitor import event_spool
+
+    return Path(event_spool.get_spool(app).folder)
+
+
+def test_replay_spool_replays_the_files_of_ended_processes_of_any_host_and_says_what_it_did(
+    runner, app, db_conn
+):
+    from test_event_spool import write_dead_file
+
+    dead = write_dead_file(spool_folder(app), "old-container-7-0a0b0c0d.jsonl", ["/gone", "/gone-too"])
+    result = runner.invoke(args=["activity", "replay-spool"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("Replayed 2 row(s) from 1 spool file(s) of ended processes in ")
+    assert "0 file(s) belong to running processes" in result.output
+    assert result.output.count("\n") == 1
+    pages = [row[0] for row in db_conn.execute("SELECT page_url FROM user_activity_log ORDER BY id")]
+    assert pages == ["/gone", "/gone-too"]
+    assert not dead.exists()
+
+
+def test_replay_spool_says_why_and_exits_1_when_the_database_does_not_take_the_rows(
+    runner, app, unreachable_storage
+):
+    from activity_monitor.extension import get_state
+    from test_event_spool import write_dead_file
+
+    dead = write_dead_file(spool_folder(app), "old-container-7-0a0b0c0d.jsonl", ["/gone"])
+    state = get_state(app)
+    reachable, state.storage = state.storage, unreachable_storage
+    try:
+        result = runner.invoke(args=["activity", "replay-spool"])
+    finally:
+        state.storage = reachable
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("The database did not take the spooled rows (")
+    assert "Run it again once the database takes writes." in result.output
+    assert dead.exists() and dead.read_text().count("\n") == 1

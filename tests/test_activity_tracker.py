@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+import pytest
+
 from activity_monitor.db import connect
 from conftest import AuthActions
 from demo_host import db as host_db
@@ -188,3 +192,68 @@ def test_an_event_the_database_refuses_is_spooled_and_the_request_answers(make_a
         "/api/auth/login",
         "/devices",
     ]
+
+
+def wait_for_pages(app, count: int) -> list[str]:
+    """Wait (at most 10 s) until the log holds ``count`` events; return their pages."""
+    deadline = time.monotonic() + 10
+    while True:
+        conn = connect(app.config["ACTIVITY_DATABASE"])
+        try:
+            pages = [e["page_url"] for e in events(conn)]
+        finally:
+            conn.close()
+        if len(pages) >= count or time.monotonic() > deadline:
+            return pages
+        time.sleep(0.02)
+
+
+@pytest.mark.postgres_only
+def test_an_exhausted_pool_holds_no_tracked_request_and_its_event_lands_once_one_is_free(make_app) -> None:
+    from activity_monitor import event_spool
+    from activity_monitor.extension import get_state
+
+    app = make_app(ACTIVITY_DATABASE_POOL_SIZE=1)
+    client = app.test_client()
+    AuthActions(app, client).login("driver")
+    held = get_state(app).storage.connect()  # the pool's only connection, as a long request holds it
+    try:
+        started = time.monotonic()
+        assert client.get("/devices").status_code == 200
+        took = time.monotonic() - started
+        assert event_spool.health(app)["pending"] == 1
+    finally:
+        held.close()
+    # The issue's bound is the 100 ms write timeout (bench/bench_spool.py); this one only proves
+    # the request did not wait out the pool's own 10 s.
+    assert took < 2, took
+    assert client.get("/routes").status_code == 200  # a write that succeeds replays the spooled one
+    assert wait_for_pages(app, 3) == ["/api/auth/login", "/routes", "/devices"]
+
+
+@pytest.mark.postgres_only
+def test_an_unreachable_server_holds_no_tracked_request_and_its_event_lands_once_it_is_back(
+    make_app,
+) -> None:
+    from activity_monitor import event_spool
+    from activity_monitor.extension import get_state
+    from activity_monitor.storage import open_storage
+
+    app = make_app()
+    client = app.test_client()
+    AuthActions(app, client).login("driver")
+    state = get_state(app)
+    reachable = state.storage
+    # Nobody listens there: the pool retries in the background, a getconn waits its timeout (10 s).
+    state.storage = open_storage("postgresql://postgres@127.0.0.1:1/nowhere")
+    try:
+        started = time.monotonic()
+        assert client.get("/devices").status_code == 200
+        took = time.monotonic() - started
+    finally:
+        state.storage.close()
+        state.storage = reachable
+    assert took < 2, took
+    assert event_spool.health(app)["pending"] == 1
+    assert client.get("/routes").status_code == 200
+    assert wait_for_pages(app, 3) == ["/api/auth/login", "/routes", "/devices"]

@@ -3,6 +3,7 @@ local file and land exactly once when it takes writes again; no request waits on
 
 from __future__ import annotations
 
+import fcntl as fcntl_module
 import json
 import os
 import socket
@@ -564,3 +565,123 @@ def test_a_row_the_database_can_never_take_is_logged_and_skipped_not_holding_bac
     assert [e["page_url"] for e in events(spool_app)] == ["/api/auth/login", "/devices"]
     health = spool_health(spool_app)
     assert health["status"] == "degraded" and "rejected" in health["detail"]
+
+
+# --- dead files of any host, health after recovery, a new file's name ----------------------------------
+
+
+def write_dead_file(folder: Path, name: str, pages: list[str]) -> Path:
+    """Leave a spool file as a process that died would: one event line per page, unlocked."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    lines = []
+    for n, page in enumerate(pages, start=1):
+        row = {
+            "session_id": "",
+            "user_id": 1,
+            "role": "driver",
+            "timestamp": f"2026-05-20 11:00:0{n}.000000",
+            "page_url": page,
+            "action_type": "page_view",
+            "status_code": 200,
+            "duration_ms": 1.0,
+            "ip_address": "127.0.0.1",
+            "user_agent": "old container",
+        }
+        lines.append(json.dumps({"key": f"{path.stem}:{n}", "kind": "event", "row": row}) + "\n")
+    path.write_text("".join(lines))
+    return path
+
+
+def wait_until(done) -> None:
+    """Wait (at most 10 s) for the spool's thread to make ``done()`` true."""
+    deadline = time.monotonic() + 10
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def test_a_dead_file_of_another_host_is_replayed_by_the_next_write_of_a_process_that_is_not_leader(
+    spool_app: Flask, driver: FlaskClient
+) -> None:
+    spool_some_events(spool_app, driver, ["/devices"])
+    # A container's worker died; the container came back under another host name.
+    dead = write_dead_file(
+        Path(event_spool.get_spool(spool_app).folder), "old-container-7-0a0b0c0d.jsonl", ["/gone"]
+    )
+    assert driver.get("/routes").status_code == 200  # a write that succeeds wakes the replay
+    wait_until(lambda: not dead.exists())
+    assert [e["page_url"] for e in events(spool_app)] == ["/api/auth/login", "/routes", "/devices", "/gone"]
+    assert spool_files(spool_app) != [] and not dead.exists()
+
+
+def test_dead_files_waiting_at_start_up_are_replayed_by_the_first_write(make_app, spool_app: Flask) -> None:
+    folder = Path(event_spool.get_spool(spool_app).folder)
+    dead = write_dead_file(folder, "old-container-7-0a0b0c0d.jsonl", ["/gone", "/gone-too"])
+    app = make_app()  # a process starting after the other one died (its database: the same folder)
+    assert event_spool.get_spool(app).folder == str(folder)
+    client = app.test_client()
+    # Nothing failed in this process: its first successful write replays what waits.
+    assert AuthActions(app, client).login("driver").status_code == 200
+    wait_until(lambda: not dead.exists())
+    assert [e["page_url"] for e in events(app)] == ["/api/auth/login", "/gone", "/gone-too"]
+    assert spool_health(app)["replayed"] == 2
+
+
+def test_health_recovers_with_the_database_not_only_with_the_next_tracked_write(
+    spool_app: Flask, admin: FlaskClient
+) -> None:
+    with database_refusing_writes(spool_app):
+        assert admin.get("/devices").status_code == 200  # spooled
+        assert admin.get(f"{PREFIX}/health").status_code == 503
+    # The database takes writes again; /health is not tracked and no replay has run yet.
+    assert spool_health(spool_app)["pending"] == 1
+    response = admin.get(f"{PREFIX}/health")
+    database = response.get_json()["checks"]["database"]
+    assert database["writable"] is True and database["status"] != "unhealthy", database
+    assert response.status_code == 200
+    # The check wrote the first waiting row itself, once.
+    assert [e["page_url"] for e in events(spool_app)] == ["/api/auth/login", "/devices"]
+    assert event_spool.replay_pending(spool_app)["replayed"] == 0
+    health = spool_health(spool_app)
+    assert (health["replayed"], health["duplicates_skipped"], health["pending"]) == (1, 0, 0)
+
+
+class FlockAfterAReplay:
+    """Stands in for the spool module's fcntl: just before the first flock the spool makes, another
+    process's replay of dead files runs, deterministically inside the window between creating the
+    new file and locking it."""
+
+    LOCK_EX, LOCK_NB = fcntl_module.LOCK_EX, fcntl_module.LOCK_NB
+
+    def __init__(self, replay) -> None:
+        self.replay = replay
+        self.armed = True
+        self.results: list[dict] = []
+
+    def flock(self, fd: int, operation: int) -> None:
+        if self.armed:
+            self.armed = False
+            self.results.append(self.replay())
+        fcntl_module.flock(fd, operation)
+
+
+def test_a_new_spool_file_is_never_taken_for_a_dead_one_between_its_creation_and_its_lock(
+    make_app, spool_app: Flask, driver: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other_process = make_app()  # the same database and folder: another worker replaying dead files
+    cutting_in = FlockAfterAReplay(lambda: event_spool.replay_pending(other_process))
+    monkeypatch.setattr(event_spool, "fcntl", cutting_in)
+    spool_some_events(spool_app, driver, ["/devices"])
+    monkeypatch.undo()
+    (cut_in,) = cutting_in.results
+    assert (cut_in["files_replayed"], cut_in["error"]) == (0, None)
+    spool = event_spool.get_spool(spool_app)
+    spool.sync()
+    # The file has its name and holds the line (not appended to an unlinked file).
+    assert spool_files(spool_app) == [Path(spool.path)]
+    assert [json.loads(line)["row"]["page_url"] for line in Path(spool.path).read_text().splitlines()] == [
+        "/devices"
+    ]
+    assert not [p for p in Path(spool.folder).iterdir() if p.name.startswith(".")]
+    assert event_spool.replay_pending(spool_app)["replayed"] == 1
+    assert [e["page_url"] for e in events(spool_app)] == ["/api/auth/login", "/devices"]

@@ -78,8 +78,10 @@ class Storage(Protocol):
     def direct_connection(self) -> Connection:
         """Return a connection outside any pool (for migrating before a server forks)."""
 
-    def request_connection(self) -> Connection:
-        """Return the connection the current request (or serving thread) works through."""
+    def request_connection(self, timeout_ms: int | None = None) -> Connection:
+        """Return the connection the current request (or serving thread) works through; where one
+        must first be taken from a pool, wait at most ``timeout_ms`` for it (None: the backend's
+        own timeout), else raise a DatabaseError."""
 
     def end_request(self) -> None:
         """Roll back what a request left open and let its connection go."""
@@ -113,6 +115,10 @@ class Storage(Protocol):
 
     def json_text(self, column: str, key: str) -> str:
         """Return the SQL expression reading a top-level key of a JSON text column as text."""
+
+    def current_time_text(self) -> str:
+        """Return the SQL expression of the database's own current UTC time as timestamp text, as
+        the late-data triggers stamp activity_dirty_days.marked_at."""
 
     def bounded_write(self, conn: Connection, timeout_ms: int) -> AbstractContextManager[Connection]:
         """Run the block's statements (writes, mostly) so that none waits longer than ``timeout_ms``

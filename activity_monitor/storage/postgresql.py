@@ -289,9 +289,13 @@ class PostgresStorage:
     def prepare(self) -> None:
         """The server and its database exist already: nothing to make."""
 
-    def connect(self) -> PostgresConnection:
-        """Take a connection from the process's pool; ``close()`` gives it back."""
-        return PostgresConnection(self.process_pool().getconn(), self, pooled=True)
+    def connect(self, timeout_ms: int | None = None) -> PostgresConnection:
+        """Take a connection from the process's pool, waiting at most ``timeout_ms`` (None: the
+        pool's CONNECT_TIMEOUT_SECONDS) for one; ``close()`` gives it back. A pool that has none
+        to give in time (all taken, or the server unreachable) raises PoolTimeout, a psycopg
+        OperationalError."""
+        timeout = None if timeout_ms is None else timeout_ms / 1000
+        return PostgresConnection(self.process_pool().getconn(timeout=timeout), self, pooled=True)
 
     def direct_connection(self) -> PostgresConnection:
         """Open a connection outside the pool (``close()`` closes it)."""
@@ -312,11 +316,12 @@ class PostgresStorage:
         else:
             raw.close()
 
-    def request_connection(self) -> PostgresConnection:
-        """Return the request's connection, taken from the pool on first use in the request."""
+    def request_connection(self, timeout_ms: int | None = None) -> PostgresConnection:
+        """Return the request's connection, taken from the pool on first use in the request, waiting
+        at most ``timeout_ms`` for it (None: the pool's timeout)."""
         conn = getattr(self.local, "conn", None)
         if conn is None or conn.raw.closed:
-            conn = self.local.conn = self.connect()
+            conn = self.local.conn = self.connect(timeout_ms)
         return conn
 
     def end_request(self) -> None:
@@ -385,6 +390,10 @@ class PostgresStorage:
     def json_text(self, column: str, key: str) -> str:
         """The ->> operator on JSON text."""
         return f"({column}::json ->> '{key}')"
+
+    def current_time_text(self) -> str:
+        """clock_timestamp() in UTC, to the millisecond."""
+        return "to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS')"
 
     # --- writes that must not stall a request ------------------------------------------
 

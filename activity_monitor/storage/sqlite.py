@@ -224,8 +224,9 @@ class SQLiteStorage:
             "with the file now at that path"
         )
 
-    def request_connection(self) -> SQLiteConnection | UnavailableConnection:
-        """Return the serving thread's long-lived connection (see ThreadConnections)."""
+    def request_connection(self, timeout_ms: int | None = None) -> SQLiteConnection | UnavailableConnection:
+        """Return the serving thread's long-lived connection (see ThreadConnections). ``timeout_ms``
+        is not needed here: opening a file waits on no lock and no pool (only a statement does)."""
         return self.threads.get()
 
     def end_request(self) -> None:
@@ -354,6 +355,10 @@ class SQLiteStorage:
     def json_text(self, column: str, key: str) -> str:
         """json_extract on JSON text."""
         return f"json_extract({column}, '$.{key}')"
+
+    def current_time_text(self) -> str:
+        """strftime of 'now', to the millisecond."""
+        return "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 
     # --- writes that must not stall a request ------------------------------------------
 
