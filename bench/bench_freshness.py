@@ -25,7 +25,6 @@ import http.client
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,7 @@ from activity_monitor.timeutil import to_db_timestamp, utc_now  # noqa: E402
 from app import create_app  # noqa: E402
 from demo_host import db as host_db  # noqa: E402
 from demo_host.auth import create_user  # noqa: E402
+from host_cluster import free_port, stop_process_group  # noqa: E402
 
 USERNAME, PASSWORD = "bench-admin", "bench password"
 TICK_SECONDS = 1
@@ -53,15 +53,6 @@ POLL_SECONDS = 0.05
 # Days before today of the summarized past day the late events land in.
 LATE_DAY_OFFSET = 3
 METRIC = "total_page_views"
-
-
-def free_port() -> int:
-    """Return a TCP port free on the loopback interface."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare(host_database: str, monitor_database: str, spool_folder: str, late_day: dt.date) -> None:
@@ -217,14 +208,7 @@ class Server:
 
     def stop(self) -> None:
         """Stop the master and its workers."""
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        except ProcessLookupError:
-            pass
+        stop_process_group(self.process)
         self.log.close()
 
 

@@ -28,8 +28,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,18 +48,12 @@ from bench_api import BENCH_TODAY, RANGE_DAYS, build_database  # noqa: E402
 from app import create_app  # noqa: E402
 from demo_host import db as host_db  # noqa: E402
 from demo_host.auth import create_user  # noqa: E402
+from host_cluster import free_port, stop_process_group  # noqa: E402
 
 TARGET_CACHED_RATIO = 0.70
 WARMUP_SECONDS = 1.0
 CACHED_PREFIX = b'{"success":true,"cached":true,'
 USERNAME, PASSWORD = "bench-admin", "bench password"
-
-
-def free_port() -> int:
-    """Return a TCP port free on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def prepare(host_database: str, monitor_database: str) -> None:
@@ -164,14 +156,7 @@ class Server:
 
     def stop(self) -> None:
         """Stop the master and its workers."""
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        except ProcessLookupError:
-            pass
+        stop_process_group(self.process)
         self.log.close()
 
 

@@ -35,6 +35,7 @@ ACCESS_LINE = re.compile(r"^<(\d+)> probe=(\S+) (\d{3}) ")
 
 
 def free_port() -> int:
+    """Return a TCP port free on the loopback interface."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -50,6 +51,21 @@ def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.2
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what or condition}")
         time.sleep(interval)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stop a gunicorn master started in a process group of its own, and its workers: SIGTERM,
+    SIGKILL after 10 s, then SIGKILL to any worker a killed master left behind."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+    except ProcessLookupError:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 class DailyJobTime:
@@ -155,16 +171,7 @@ class GunicornHost:
         """Stop the master and its workers (the whole process group, orphans included)."""
         if self.process is None:
             return
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
-        except ProcessLookupError:
-            pass
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)  # workers a killed master left behind
+        stop_process_group(self.process)
         self.process = None
 
     def log_tail(self, lines: int = 40) -> str:
