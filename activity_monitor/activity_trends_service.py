@@ -108,6 +108,12 @@ def comparison_shift(compare: str, days: int) -> int:
     return YEAR_SHIFT_DAYS if compare == "year" else -(-days // 7) * 7
 
 
+def earliest(*days: dt.date | None) -> dt.date | None:
+    """Return the earliest of the days given, None among them ignored (None when all are)."""
+    known = [day for day in days if day is not None]
+    return min(known) if known else None
+
+
 def without_data(summary: dict[str, Any]) -> dict[str, Any]:
     """Return the summary of a range without a tracked day: no statistic at all (null), no trend,
     no forecast, rather than the zeros an empty series would give."""
@@ -297,9 +303,7 @@ class ActivityTrendsService:
     def tracking_began(self) -> dt.date | None:
         """Return the local day tracking began: the earlier of the first raw event's day and the first
         summary row (summaries may be imported, or outlive their purged events); None before either."""
-        days = (self.first_event_day(), first_summary_day(self.conn))
-        candidates = [day for day in days if day is not None]
-        return min(candidates) if candidates else None
+        return earliest(self.first_event_day(), first_summary_day(self.conn))
 
     def load_history(
         self, first: dt.date, end: dt.date, metrics: tuple[str, ...], began: dt.date | None
@@ -468,11 +472,11 @@ class ActivityTrendsService:
             if peak_hour is not None:
                 daily_peaks[peak_hour] = daily_peaks.get(peak_hour, 0) + 1
         days = (end - start).days + 1
-        began = self.tracking_began()
+        first_event = self.first_event_day()
+        began = earliest(first_event, first_summary_day(self.conn))
         tracked_days = 0 if began is None or began > end else (end - max(start, began)).days + 1
         # The raw events answer exactly when none of the range was purged and no summary of the
         # range predates them (summaries may be imported without their events).
-        first_event = self.first_event_day()
         exact = hours.raw_events_cover(self.conn, start) and (
             first_summarized is None
             or (first_event is not None and first_event.isoformat() <= first_summarized)

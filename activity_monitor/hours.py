@@ -15,7 +15,14 @@ from typing import Any
 from activity_monitor.daily_summaries import raw_kept_from
 from activity_monitor.storage import Connection
 from activity_monitor.summary_metrics import utc_offset_segments
-from activity_monitor.timeutil import BOUND_FORMAT, date_range, local_day_bounds, to_db_timestamp, zone
+from activity_monitor.timeutil import (
+    BOUND_FORMAT,
+    date_range,
+    local_day_bounds,
+    local_day_bounds_text,
+    to_db_timestamp,
+    zone,
+)
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MEASURES = ("events", "users")
@@ -43,9 +50,7 @@ def raw_events_cover(conn: Connection, start: dt.date) -> bool:
 
 def range_bounds(tz_name: str, start: dt.date, end: dt.date) -> tuple[str, str]:
     """Return the UTC bounds [first instant, end) of the local days start..end as range-bound text."""
-    first, _ = local_day_bounds(start, tz_name)
-    _, last = local_day_bounds(end, tz_name)
-    return bound_text(first), bound_text(last)
+    return local_day_bounds_text(start, tz_name)[0], local_day_bounds_text(end, tz_name)[1]
 
 
 def bound_text(moment: dt.datetime) -> str:
