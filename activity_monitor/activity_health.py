@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response
 
-from activity_monitor import background_tasks, performance_monitor, rate_limiting
+from activity_monitor import background_tasks, event_spool, performance_monitor, rate_limiting
 from activity_monitor.daily_summaries import DailySummaryProcessor
 from activity_monitor.db import open_db
 from activity_monitor.extension import get_state, now, today
@@ -54,8 +54,6 @@ def database_check(conn: Connection, current_day: dt.date, app: Flask | None = N
     when the database does not answer or does not take writes (read-only, full, its file gone),
     also when the app's last event or audit write failed and none has succeeded since; degraded
     while only its write lock is held."""
-    from activity_monitor import event_spool
-
     started = time.perf_counter()
     try:
         conn.execute("SELECT 1").fetchone()
@@ -112,8 +110,6 @@ def database_check(conn: Connection, current_day: dt.date, app: Flask | None = N
 
 def spool_check(app: Flask) -> dict[str, Any]:
     """Report the event spool's counters: degraded while rows wait in it or some were dropped."""
-    from activity_monitor import event_spool
-
     return event_spool.health(app)
 
 
